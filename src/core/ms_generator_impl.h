@@ -1,0 +1,71 @@
+/* The generator's state, shared by the core modules (not API). */
+#ifndef MS_GENERATOR_IMPL_H
+#define MS_GENERATOR_IMPL_H
+
+#include "common/ms_internal.h"
+#include "core/ms_params.h"
+#include "core/ms_penalties.h"
+#include "kernels/ms_kernels.h"
+
+/* What the step needs to know about one user, derived when parameters change. */
+typedef struct ms__user_plan {
+    int32_t K;        /* candidates per shard */
+    int32_t n_top;    /* top-N log-probs wanted (0 when off) */
+    int32_t n_raw;    /* raw top list per shard (raw mode with penalties) */
+    bool greedy;
+    bool logprobs;
+    bool want_sum;    /* full-vocabulary statistics at T = 1 */
+    bool want_sum_t;  /* full-vocabulary statistics at the user's T (exact nucleus) */
+    bool penalties;
+} ms__user_plan;
+
+/* Per-thread scratch. */
+typedef struct ms__worker {
+    void *scan;          /* ms__scan_row scratch */
+    size_t scan_bytes;
+    ms__cand *merge;     /* T * kcap */
+    ms__cand *merge_raw; /* T * rawcap */
+    ms__cand *fb;        /* survivors of the fallback round */
+    size_t fb_cap;
+} ms__worker;
+
+/* A user whose survivors may extend past the gathered candidates. */
+typedef struct ms__fallback {
+    bool active;
+    float thr_v; /* collect every real token with z' >= thr_v */
+} ms__fallback;
+
+struct ms_generator {
+    ms__err err;
+    ms_generator_config cfg;
+    /* mesh */
+    int32_t V, Vp, R, C, D, T, O, axis, dp, B, U, W;
+    int32_t max_lp;
+    int32_t nthreads;
+    /* per slot */
+    ms_slot_params *params;
+    ms__user_plan *plan;
+    int64_t *seed;
+    uint64_t *counter;
+    ms__history *hist;
+    int32_t replicate_slot;
+    /* step buffers */
+    int32_t kcap, rawcap;
+    ms__cand *cand;       /* [U][T][kcap] */
+    ms__cand *rawc;       /* [U][T][rawcap] */
+    ms__scan_result *res; /* [U][T] */
+    ms__fallback *fb;     /* [U] */
+    ms__worker *workers;  /* [nthreads] */
+};
+
+/* Device index of (DP group, shard). */
+int32_t ms__device_of(const ms_generator *g, int32_t group, int32_t shard);
+
+/* Recompute plans and grow the step buffers for the current parameters. */
+ms_status ms__generator_replan(ms_generator *g);
+
+/* One step (sampling.c). commit: advance counters and count tokens. */
+ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
+                   uint64_t draw_offset, bool commit, const ms_step_output *out);
+
+#endif

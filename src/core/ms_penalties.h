@@ -1,0 +1,54 @@
+/* Per-user penalty state (TT's TTPenalties, sparse): a sorted list of the tokens in the prompt
+ * or the output, with their output counts. Cost is proportional to the history, never to the
+ * vocabulary. */
+#ifndef MS_PENALTIES_H
+#define MS_PENALTIES_H
+
+#include "common/ms_internal.h"
+
+typedef struct ms__hist_entry {
+    int32_t id;
+    int32_t count;     /* times generated since reset_output_state */
+    int32_t in_prompt; /* 1 if in the prompt */
+} ms__hist_entry;
+
+typedef struct ms__history {
+    ms__hist_entry *e; /* sorted by id, unique */
+    int32_t n, cap;
+} ms__history;
+
+void ms__history_free(ms__history *h);
+void ms__history_clear(ms__history *h);
+/* Count one generated token (inserting it if new). MS_ERR_NO_MEMORY on growth failure. */
+ms_status ms__history_add_output(ms__history *h, int32_t id, int32_t times);
+/* Mark id as in the prompt. */
+ms_status ms__history_add_prompt(ms__history *h, int32_t id);
+/* Drop prompt flags (prompt=true) or output counts (prompt=false), removing dead entries. */
+void ms__history_reset(ms__history *h, bool prompt);
+/* Entry of id or NULL. */
+const ms__hist_entry *ms__history_find(const ms__history *h, int32_t id);
+/* Entries with lo <= id < hi: first index and count. */
+void ms__history_range(const ms__history *h, int32_t lo, int32_t hi, int32_t *first,
+                       int32_t *count);
+/* Deep copy (dst is cleared first). */
+ms_status ms__history_copy(ms__history *dst, const ms__history *src);
+
+/* z' of one history token, in float arithmetic (DESIGN 2.1; the reference tests rely on the
+ * exact operation order). */
+static inline float ms__penalize(float z, const ms__hist_entry *h, const ms_slot_params *p,
+                                 ms_penalty_order order)
+{
+    const float r = p->repetition_penalty;
+    if (order == MS_PENALTY_ORDER_OPENAI) {
+        z = z > 0.0f ? z / r : z * r;
+        z = z - p->frequency_penalty * (float)h->count;
+        if (h->count > 0) z = z - p->presence_penalty;
+    } else {
+        if (h->count > 0) z = z - p->presence_penalty;
+        z = z - p->frequency_penalty * (float)h->count;
+        z = z > 0.0f ? z / r : z * r;
+    }
+    return z != z ? -INFINITY : z;
+}
+
+#endif

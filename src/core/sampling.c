@@ -1,0 +1,651 @@
+/* One sampling step: per-shard stage -> gather -> final stage (DESIGN 3), plus the exact-mode
+ * fallback round for users whose survivors may extend past the gathered candidates. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/ms_rng.h"
+#include "core/ms_generator_impl.h"
+
+/* Fallback histogram: 64 bins per unit of w below the maximum, over 64 units; tokens further
+ * down carry a relative mass below e^-64 each and share the last bin. */
+#define FB_BINS 4096
+#define FB_BINS_PER_UNIT 64.0
+
+static inline int fb_bin(double d)
+{
+    return d * FB_BINS_PER_UNIT >= FB_BINS - 1 ? FB_BINS - 1 : (int)(d * FB_BINS_PER_UNIT);
+}
+
+typedef struct user_out {
+    int32_t token;
+    bool bad;
+    double logprob;
+    int32_t rank;
+    int32_t n_top;
+    int32_t *top_ids;
+    float *top_lp;
+} user_out;
+
+static ms_status check_logits(ms_generator *g, const ms_logits *logits, int32_t n_logits,
+                              const ms_step_output *out)
+{
+    MS_RETURN_ERROR_IF(!out || !out->tokens, &g->err, MS_ERR_INVALID_ARGUMENT,
+                       "sample: out and out->tokens must not be NULL");
+    MS_RETURN_ERROR_IF(!logits, &g->err, MS_ERR_INVALID_ARGUMENT, "sample: logits is NULL");
+    const int32_t want = g->cfg.backend == MS_BACKEND_MPI ? 1 : g->D;
+    MS_RETURN_ERROR_IF(n_logits != want, &g->err, MS_ERR_INVALID_ARGUMENT,
+                       "sample: n_logits is %d but this %dx%d mesh needs %d logits buffers",
+                       (int)n_logits, (int)g->R, (int)g->C, (int)want);
+    for (int32_t d = 0; d < n_logits; d++) {
+        const ms_logits *l = &logits[d];
+        MS_RETURN_ERROR_IF(!l->data, &g->err, MS_ERR_INVALID_ARGUMENT,
+                           "sample: logits[%d].data is NULL", (int)d);
+        MS_RETURN_ERROR_IF(l->dtype != MS_DTYPE_F32 && l->dtype != MS_DTYPE_BF16 &&
+                               l->dtype != MS_DTYPE_F16,
+                           &g->err, MS_ERR_INVALID_ARGUMENT, "sample: logits[%d].dtype %d unknown",
+                           (int)d, (int)l->dtype);
+        MS_RETURN_ERROR_IF(l->row_stride != 0 && l->row_stride < g->W, &g->err,
+                           MS_ERR_INVALID_ARGUMENT,
+                           "sample: logits[%d].row_stride %lld is less than the shard width %d",
+                           (int)d, (long long)l->row_stride, (int)g->W);
+    }
+    return MS_OK;
+}
+
+static inline const void *row_ptr(const ms_logits *l, int32_t row, int32_t W)
+{
+    int64_t stride = l->row_stride ? l->row_stride : W;
+    return (const char *)l->data + (size_t)row * (size_t)stride * ms__dtype_size(l->dtype);
+}
+
+/* Real tokens in shard s: columns past vocab_size are padding. */
+static inline int32_t shard_valid_width(const ms_generator *g, int32_t s)
+{
+    int64_t w = (int64_t)g->V - (int64_t)s * g->W;
+    return w <= 0 ? 0 : (w > g->W ? g->W : (int32_t)w);
+}
+
+static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int32_t s,
+                        ms__worker *wk)
+{
+    const ms__user_plan *pl = &g->plan[u];
+    const ms_slot_params *sp = &g->params[u];
+    const int32_t grp = u / g->B;
+    const int32_t dev = g->cfg.backend == MS_BACKEND_MPI ? 0 : ms__device_of(g, grp, s);
+    const ms_logits *l = &logits[dev];
+    ms__scan_result *r = &g->res[(size_t)u * g->T + s];
+    r->cand = g->cand + ((size_t)u * g->T + s) * g->kcap;
+    r->raw = g->rawc + ((size_t)u * g->T + s) * (g->rawcap ? g->rawcap : 1);
+    const int32_t width = shard_valid_width(g, s);
+    int32_t h0 = 0, hn = 0;
+    if (pl->penalties)
+        ms__history_range(&g->hist[u], s * g->W, s * g->W + width, &h0, &hn);
+    ms__scan_job job = {
+        .row = row_ptr(l, u % g->B, g->W),
+        .dtype = l->dtype,
+        .width = width,
+        .id_base = s * g->W,
+        .K = pl->K,
+        .hist = hn ? g->hist[u].e + h0 : NULL,
+        .n_hist = hn,
+        .sp = sp,
+        .order = g->cfg.penalty_order,
+        .want_sum = pl->want_sum,
+        .want_sum_t = pl->want_sum_t,
+        .inv_t = 1.0 / (double)sp->temperature,
+        .n_raw = pl->n_raw,
+    };
+    if (width == 0) {
+        r->n_cand = 0;
+        r->n_rawc = 0;
+        r->truncated = false;
+        r->pen = r->raw_lse = ms__lse_empty();
+        return;
+    }
+    ms__scan_row(&job, r, wk->scan);
+}
+
+/* Merge the shards' lists for user u into wk->merge; returns the count and the safe prefix
+ * length (the merged order is exact up to there). */
+static int32_t merge_candidates(const ms_generator *g, int32_t u, ms__worker *wk,
+                                int32_t *safe, bool *complete)
+{
+    int32_t n = 0;
+    const ms__scan_result *rs = &g->res[(size_t)u * g->T];
+    for (int32_t s = 0; s < g->T; s++) {
+        memcpy(wk->merge + n, rs[s].cand, (size_t)rs[s].n_cand * sizeof(ms__cand));
+        n += rs[s].n_cand;
+    }
+    if (g->T > 1) qsort(wk->merge, (size_t)n, sizeof(ms__cand), ms__cand_cmp_rank);
+    *safe = n;
+    *complete = true;
+    for (int32_t s = 0; s < g->T; s++) {
+        if (!rs[s].truncated || rs[s].n_cand == 0) continue;
+        *complete = false;
+        const ms__cand *last = &rs[s].cand[rs[s].n_cand - 1];
+        /* Position of this shard's last candidate: anything it did not send ranks after it. */
+        int32_t lo = 0, hi = n;
+        while (lo < hi) {
+            int32_t mid = lo + (hi - lo) / 2;
+            if (ms__cand_before(&wk->merge[mid], last)) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo + 1 < *safe) *safe = lo + 1;
+    }
+    return n;
+}
+
+static int32_t merge_raw(const ms_generator *g, int32_t u, ms__worker *wk)
+{
+    int32_t n = 0;
+    const ms__scan_result *rs = &g->res[(size_t)u * g->T];
+    for (int32_t s = 0; s < g->T; s++) {
+        memcpy(wk->merge_raw + n, rs[s].raw, (size_t)rs[s].n_rawc * sizeof(ms__cand));
+        n += rs[s].n_rawc;
+    }
+    qsort(wk->merge_raw, (size_t)n, sizeof(ms__cand), ms__cand_cmp_raw);
+    return n;
+}
+
+typedef struct user_stats {
+    ms__lse pen, raw;
+} user_stats;
+
+static user_stats combine_stats(const ms_generator *g, int32_t u, double inv_t)
+{
+    user_stats st = {ms__lse_empty(), ms__lse_empty()};
+    const ms__scan_result *rs = &g->res[(size_t)u * g->T];
+    for (int32_t s = 0; s < g->T; s++) {
+        ms__lse_merge(&st.pen, &rs[s].pen, inv_t);
+        ms__lse_merge(&st.raw, &rs[s].raw_lse, inv_t);
+    }
+    return st;
+}
+
+/* The key and counter slot u draws with at this step. */
+static void draw_stream(const ms_generator *g, int32_t u, uint64_t off, uint64_t *seed,
+                        uint64_t *n)
+{
+    int32_t src = g->replicate_slot >= 0 ? g->replicate_slot : u;
+    *seed = (uint64_t)g->seed[src];
+    *n = g->counter[src] + off;
+}
+
+/* Log-prob of a value given a log-sum-exp and its +inf count. */
+static double logprob_of(float v, const ms__lse *l)
+{
+    if (l->ninf > 0) return v == INFINITY ? -log((double)l->ninf) : -INFINITY;
+    return (double)v - ms__lse_value(l);
+}
+
+/* Survivors among the first n merged candidates (DESIGN 2.3) when they all lie inside the safe
+ * prefix; returns -1 when the survivor set may extend past the gathered candidates and no
+ * decision is possible from them. */
+static int32_t survivors_in_candidates(const ms_slot_params *sp, const ms__cand *m, int32_t n,
+                                       int32_t safe, bool complete, const user_stats *st)
+{
+    const double T = sp->temperature;
+    const double wmax = (double)m[0].v / T;
+    /* min-p on w: keep w - wmax >= log(min_p). */
+    (void)n;
+    int32_t c = safe;
+    if (sp->min_p > 0.0f) {
+        const double lw = log((double)sp->min_p);
+        c = 0;
+        while (c < safe && (double)m[c].v / T - wmax >= lw) c++;
+    }
+    /* All safe candidates survive min-p and some shard kept more: survivors may go on. */
+    bool beyond = !complete && c == safe;
+    int32_t nk;
+    if (sp->top_k > 0 && (!beyond || sp->top_k <= c)) {
+        nk = sp->top_k < c ? sp->top_k : c;
+        beyond = false;
+    } else if (!beyond) {
+        nk = c;
+    } else {
+        nk = -1; /* unknown length, starting with the first c */
+    }
+    if (sp->top_p >= 1.0f) return beyond ? -1 : nk;
+    const double p = sp->top_p;
+    if (!beyond) {
+        double z = 0.0;
+        for (int32_t i = 0; i < nk; i++) z += exp((double)m[i].v / T - wmax);
+        double cum = 0.0;
+        int32_t i = 0;
+        for (; i < nk; i++) {
+            if (i > 0 && cum >= p * z) break;
+            cum += exp((double)m[i].v / T - wmax);
+        }
+        return i;
+    }
+    if (sp->min_p > 0.0f) return -1; /* normaliser over min-p survivors unknown */
+    /* k unlimited: normalise by the full-vocabulary sum at temperature T. */
+    const double z = st->pen.sum_t * exp(((double)st->pen.max - (double)m[0].v) / T);
+    double cum = 0.0;
+    for (int32_t i = 0; i < safe; i++) {
+        if (i > 0 && cum >= p * z) return i;
+        cum += exp((double)m[i].v / T - wmax);
+    }
+    return -1;
+}
+
+static void write_top(user_out *o, int32_t cap, const ms__cand *list, int32_t n, bool raw,
+                      double lse, const ms__lse *l)
+{
+    int32_t w = 0;
+    for (int32_t i = 0; i < n && w < cap; i++) {
+        float v = raw ? list[i].raw : list[i].v;
+        double lp = l ? logprob_of(v, l) : (double)v - lse;
+        if (!(lp > -INFINITY)) continue;
+        o->top_ids[w] = list[i].id;
+        o->top_lp[w] = (float)lp;
+        w++;
+    }
+    o->n_top = w;
+}
+
+/* Top-N of the mode's order. For PROCESSED the list is S in rank order: ns survivors when
+ * known (ns < 0: the fallback knows S, so the first candidates are stashed with their w and
+ * fallback_finish turns them into log-probs). */
+static void write_tops(const ms_generator *g, int32_t u, ms__worker *wk, user_out *o,
+                       const ms__cand *m, int32_t n, int32_t ns, bool inf_mode,
+                       const user_stats *st)
+{
+    const ms__user_plan *pl = &g->plan[u];
+    const int32_t cap = pl->n_top;
+    o->n_top = 0;
+    if (cap == 0) return;
+    const double T = g->params[u].temperature;
+    switch (g->cfg.logprobs_mode) {
+    case MS_LOGPROBS_RAW:
+        if (pl->n_raw > 0) {
+            int32_t nr = merge_raw(g, u, wk);
+            write_top(o, cap, wk->merge_raw, nr, true, 0.0, &st->raw);
+        } else {
+            write_top(o, cap, m, n, true, 0.0, &st->raw);
+        }
+        break;
+    case MS_LOGPROBS_PENALIZED: write_top(o, cap, m, n, false, 0.0, &st->pen); break;
+    case MS_LOGPROBS_PROCESSED: {
+        const bool flat = inf_mode || pl->greedy;
+        int32_t lim = ns < 0 ? n : ns;
+        const double wmax = flat ? 0.0 : (double)m[0].v / T;
+        double z = 0.0;
+        if (ns >= 0)
+            for (int32_t i = 0; i < ns; i++) z += flat ? 1.0 : exp((double)m[i].v / T - wmax);
+        const double lse = ns >= 0 ? wmax + log(z) : 0.0;
+        int32_t w = 0;
+        for (int32_t i = 0; i < lim && w < cap; i++, w++) {
+            o->top_ids[w] = m[i].id;
+            o->top_lp[w] = (float)((flat ? 0.0 : (double)m[i].v / T) - lse);
+        }
+        o->n_top = w;
+        break;
+    }
+    }
+}
+
+/* Final stage for one user from the gathered candidates. Returns true when it needs the
+ * fallback round (fb->thr_v set). */
+static bool final_stage(ms_generator *g, int32_t u, uint64_t off, ms__worker *wk, user_out *o,
+                        ms__fallback *fb)
+{
+    const ms_slot_params *sp = &g->params[u];
+    const ms__user_plan *pl = &g->plan[u];
+    const double T = sp->temperature;
+    int32_t safe;
+    bool complete;
+    const int32_t n = merge_candidates(g, u, wk, &safe, &complete);
+    const ms__cand *m = wk->merge;
+    o->n_top = 0;
+    o->rank = 0;
+    o->logprob = NAN;
+    if (n == 0) {
+        o->token = -1;
+        o->bad = true;
+        return false;
+    }
+    o->bad = false;
+    const user_stats st = combine_stats(g, u, 1.0 / T);
+    uint64_t seed, ctr;
+    draw_stream(g, u, off, &seed, &ctr);
+
+    int32_t ns, best = 0;
+    bool inf_mode = false;
+    if (pl->greedy) {
+        ns = 1;
+    } else if (m[0].v == INFINITY) {
+        /* +inf logits share the mass equally: draw on the noise alone among them. */
+        inf_mode = true;
+        int32_t ninf_c = 0;
+        while (ninf_c < n && m[ninf_c].v == INFINITY) ninf_c++;
+        int64_t total = st.pen.ninf;
+        int64_t want = sp->top_k > 0 && sp->top_k < total ? sp->top_k : total;
+        if (want > ninf_c || want > safe) {
+            fb->thr_v = INFINITY;
+            if (pl->logprobs) write_tops(g, u, wk, o, m, n, -1, true, &st);
+            return true;
+        }
+        ns = (int32_t)want;
+        double bs = -INFINITY;
+        for (int32_t i = 0; i < ns; i++) {
+            double sc = ms__gumbel(seed, ctr, m[i].id);
+            if (sc > bs || (sc == bs && m[i].id < m[best].id)) bs = sc, best = i;
+        }
+    } else {
+        ns = survivors_in_candidates(sp, m, n, safe, complete, &st);
+        if (ns < 0) {
+            fb->thr_v = -INFINITY;
+            if (sp->min_p > 0.0f) {
+                /* Conservative: a little below M + T*log(min_p), the exact test is redone per
+                 * token in w space. */
+                double t = (double)m[0].v + T * log((double)sp->min_p);
+                fb->thr_v = (float)(t - 1e-4 * (fabs(t) + 1.0));
+            }
+            if (pl->logprobs) write_tops(g, u, wk, o, m, n, -1, false, &st);
+            return true;
+        }
+        double bs = -INFINITY;
+        for (int32_t i = 0; i < ns; i++) {
+            double sc = (double)m[i].v / T + ms__gumbel(seed, ctr, m[i].id);
+            if (sc > bs || (sc == bs && m[i].id < m[best].id)) bs = sc, best = i;
+        }
+    }
+    o->token = m[best].id;
+    if (!pl->logprobs) return false;
+    o->rank = best + 1;
+    switch (g->cfg.logprobs_mode) {
+    case MS_LOGPROBS_RAW: o->logprob = logprob_of(m[best].raw, &st.raw); break;
+    case MS_LOGPROBS_PENALIZED: o->logprob = logprob_of(m[best].v, &st.pen); break;
+    case MS_LOGPROBS_PROCESSED: {
+        /* every survivor has the same w when greedy (one token) or +inf (w read as 0) */
+        const bool flat = inf_mode || pl->greedy;
+        const double wmax = flat ? 0.0 : (double)m[0].v / T;
+        double z = 0.0;
+        for (int32_t i = 0; i < ns; i++) z += flat ? 1.0 : exp((double)m[i].v / T - wmax);
+        const double lse = wmax + log(z);
+        o->logprob = (flat ? 0.0 : (double)m[best].v / T) - lse;
+        break;
+    }
+    }
+    write_tops(g, u, wk, o, m, n, ns, inf_mode, &st);
+    return false;
+}
+
+/* The fallback round, per shard: every real token of user u with z' >= thr_v. */
+static ms_status collect_survivors(ms_generator *g, const ms_logits *logits, int32_t u,
+                                   float thr_v, ms__worker *wk, size_t *count)
+{
+    size_t n = 0;
+    const ms_slot_params *sp = &g->params[u];
+    const ms__user_plan *pl = &g->plan[u];
+    for (int32_t s = 0; s < g->T; s++) {
+        const int32_t grp = u / g->B;
+        const int32_t dev = g->cfg.backend == MS_BACKEND_MPI ? 0 : ms__device_of(g, grp, s);
+        const ms_logits *l = &logits[dev];
+        const void *row = row_ptr(l, u % g->B, g->W);
+        const int32_t width = shard_valid_width(g, s);
+        int32_t h0 = 0, hn = 0;
+        if (pl->penalties) ms__history_range(&g->hist[u], s * g->W, s * g->W + width, &h0, &hn);
+        const ms__hist_entry *h = hn ? g->hist[u].e + h0 : NULL;
+        int32_t hi = 0;
+        for (int32_t c = 0; c < width; c++) {
+            const int32_t id = s * g->W + c;
+            float z = ms__load(row, l->dtype, c);
+            float v = z;
+            if (hi < hn && h[hi].id == id) v = ms__penalize(z, &h[hi++], sp, g->cfg.penalty_order);
+            if (!(v > -INFINITY) || v < thr_v) continue;
+            if (n == wk->fb_cap) {
+                size_t cap = wk->fb_cap ? wk->fb_cap * 2 : 4096;
+                ms__cand *p = realloc(wk->fb, cap * sizeof *p);
+                if (!p) return MS_ERR_NO_MEMORY;
+                wk->fb = p;
+                wk->fb_cap = cap;
+            }
+            wk->fb[n++] = (ms__cand){v, z, id};
+        }
+    }
+    *count = n;
+    return MS_OK;
+}
+
+/* Finish user u on the full survivor set A (unsorted). */
+static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__cand *A, size_t na,
+                                 bool inf_mode, user_out *o)
+{
+    const ms_slot_params *sp = &g->params[u];
+    const ms__user_plan *pl = &g->plan[u];
+    const double T = sp->temperature;
+    uint64_t seed, ctr;
+    draw_stream(g, u, off, &seed, &ctr);
+    o->bad = false;
+    o->rank = 0;
+    o->logprob = NAN;
+    if (na == 0) { /* cannot happen: the candidates held at least one real token */
+        o->token = -1;
+        o->bad = true;
+        return MS_OK;
+    }
+    float vmax = -INFINITY;
+    for (size_t i = 0; i < na; i++) vmax = A[i].v > vmax ? A[i].v : vmax;
+    const double wmax = inf_mode ? 0.0 : (double)vmax / T; /* the +inf tokens read as w = 0 */
+    /* Exact min-p in w space. */
+    size_t ns = na;
+    if (!inf_mode && sp->min_p > 0.0f) {
+        const double lw = log((double)sp->min_p);
+        ns = 0;
+        for (size_t i = 0; i < na; i++)
+            if ((double)A[i].v / T - wmax >= lw) A[ns++] = A[i];
+    }
+    /* S in A[0..ns); the top-p cut, without sorting the set: bin by w, sort the boundary bin. */
+    double zs = (double)ns; /* mass of S relative to wmax (all +inf tokens weigh 1) */
+    if (!inf_mode && sp->top_p < 1.0f) {
+        double *mass = calloc(FB_BINS, sizeof *mass);
+        if (!mass) return MS_ERR_NO_MEMORY;
+        double z = 0.0;
+        for (size_t i = 0; i < ns; i++) {
+            double d = wmax - (double)A[i].v / T;
+            int b = fb_bin(d);
+            double mm = exp(-d);
+            mass[b] += mm;
+            z += mm;
+        }
+        const double target = (double)sp->top_p * z;
+        double cum = 0.0;
+        int bstar = FB_BINS;
+        for (int b = 0; b < FB_BINS; b++) {
+            if (cum + mass[b] >= target) {
+                bstar = b;
+                break;
+            }
+            cum += mass[b];
+        }
+        free(mass);
+        if (bstar < FB_BINS) {
+            /* Partition: bins before b* first, then the boundary bin sorted by rank. */
+            size_t w = 0;
+            for (size_t i = 0; i < ns; i++) {
+                int b = fb_bin(wmax - (double)A[i].v / T);
+                if (b < bstar) {
+                    ms__cand t = A[w];
+                    A[w++] = A[i];
+                    A[i] = t;
+                }
+            }
+            size_t nb = 0;
+            for (size_t i = w; i < ns; i++) {
+                int b = fb_bin(wmax - (double)A[i].v / T);
+                if (b == bstar) {
+                    ms__cand t = A[w + nb];
+                    A[w + nb] = A[i];
+                    A[i] = t;
+                    nb++;
+                }
+            }
+            qsort(A + w, nb, sizeof *A, ms__cand_cmp_rank);
+            size_t keep = 0;
+            /* keep while the mass ranked strictly before is < p (at least one token) */
+            while (keep < nb && (w + keep == 0 || cum < target)) {
+                cum += exp((double)A[w + keep].v / T - wmax);
+                keep++;
+            }
+            ns = w + keep;
+            zs = cum;
+        } else {
+            zs = z;
+        }
+    } else if (!inf_mode) {
+        zs = 0.0;
+        for (size_t i = 0; i < ns; i++) zs += exp((double)A[i].v / T - wmax);
+    } else if (sp->top_k > 0 && (size_t)sp->top_k < ns) {
+        /* +inf tokens: the first k by id */
+        qsort(A, ns, sizeof *A, ms__cand_cmp_rank);
+        ns = (size_t)sp->top_k;
+        zs = (double)ns;
+    }
+    size_t best = 0;
+    double bs = -INFINITY;
+    for (size_t i = 0; i < ns; i++) {
+        double w = inf_mode ? 0.0 : (double)A[i].v / T;
+        double sc = w + ms__gumbel(seed, ctr, A[i].id);
+        if (sc > bs || (sc == bs && A[i].id < A[best].id)) bs = sc, best = i;
+    }
+    o->token = A[best].id;
+    if (!pl->logprobs) return MS_OK;
+    int32_t rank = 1;
+    for (size_t i = 0; i < na; i++) rank += ms__cand_before(&A[i], &A[best]);
+    o->rank = rank;
+    const user_stats st = combine_stats(g, u, 1.0 / T);
+    switch (g->cfg.logprobs_mode) {
+    case MS_LOGPROBS_RAW: o->logprob = logprob_of(A[best].raw, &st.raw); break;
+    case MS_LOGPROBS_PENALIZED: o->logprob = logprob_of(A[best].v, &st.pen); break;
+    case MS_LOGPROBS_PROCESSED: {
+        const double lse = wmax + log(zs);
+        o->logprob = (inf_mode ? 0.0 : (double)A[best].v / T) - lse;
+        /* the stashed first candidates hold w; S is a prefix of rank order */
+        if ((size_t)o->n_top > ns) o->n_top = (int32_t)ns;
+        for (int32_t i = 0; i < o->n_top; i++) o->top_lp[i] = (float)((double)o->top_lp[i] - lse);
+        break;
+    }
+    }
+    return MS_OK;
+}
+
+ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
+                   uint64_t draw_offset, bool commit, const ms_step_output *out)
+{
+    MS_FORWARD_IF_ERROR(check_logits(g, logits, n_logits, out));
+    const int32_t U = g->U, T = g->T;
+
+    /* Grow per-thread scan scratch for the longest history in a shard (rare, amortised). */
+    size_t need = 0;
+    for (int32_t u = 0; u < U; u++) {
+        int32_t nh = g->plan[u].penalties ? g->hist[u].n : 0;
+        size_t b = ms__scan_scratch_bytes(g->plan[u].K, g->plan[u].n_raw, nh);
+        if (b > need) need = b;
+    }
+    for (int32_t t = 0; t < g->nthreads; t++) {
+        ms__worker *wk = &g->workers[t];
+        if (wk->scan_bytes >= need) continue;
+        void *p = ms__calloc(1, need);
+        MS_RETURN_ERROR_IF(!p, &g->err, MS_ERR_NO_MEMORY, "sample: out of memory for scratch");
+        ms__free(wk->scan);
+        wk->scan = p;
+        wk->scan_bytes = need;
+    }
+
+    /* Per-device stage. */
+    const int64_t items = (int64_t)U * T;
+#pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++)
+        shard_stage(g, logits, (int32_t)(it / T), (int32_t)(it % T),
+                    &g->workers[omp_get_thread_num()]);
+
+    /* Host transport: the records already sit in shared memory, the gather is free. */
+
+    /* Final stage, replicated per DP group in a real mesh; here once per user. */
+    user_out *uo = NULL;
+    const int32_t cap = g->max_lp;
+    int32_t *top_ids = NULL;
+    float *top_lp = NULL;
+    uo = calloc((size_t)U, sizeof *uo);
+    top_ids = calloc((size_t)U * (size_t)(cap ? cap : 1), sizeof *top_ids);
+    top_lp = calloc((size_t)U * (size_t)(cap ? cap : 1), sizeof *top_lp);
+    if (!uo || !top_ids || !top_lp) {
+        free(uo);
+        free(top_ids);
+        free(top_lp);
+        return ms__err_set(&g->err, MS_ERR_NO_MEMORY, "sample: out of memory");
+    }
+    int32_t n_fb = 0;
+#pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 4) reduction(+ : n_fb)
+    for (int32_t u = 0; u < U; u++) {
+        uo[u].top_ids = top_ids + (size_t)u * (size_t)cap;
+        uo[u].top_lp = top_lp + (size_t)u * (size_t)cap;
+        g->fb[u].active = final_stage(g, u, draw_offset, &g->workers[omp_get_thread_num()],
+                                      &uo[u], &g->fb[u]);
+        n_fb += g->fb[u].active;
+    }
+    ms_status st = MS_OK;
+    if (n_fb > 0) {
+        /* The fallback round: gather every survivor of the flagged users, then finish them. */
+#pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 1)
+        for (int32_t u = 0; u < U; u++) {
+            if (!g->fb[u].active) continue;
+            ms__worker *wk = &g->workers[omp_get_thread_num()];
+            size_t na = 0;
+            ms_status s1 = collect_survivors(g, logits, u, g->fb[u].thr_v, wk, &na);
+            if (s1 == MS_OK)
+                s1 = fallback_finish(g, u, draw_offset, wk->fb, na, g->fb[u].thr_v == INFINITY,
+                                     &uo[u]);
+            if (s1 != MS_OK) {
+#pragma omp critical(ms_step_err)
+                st = s1;
+            }
+        }
+    }
+    if (st != MS_OK) {
+        free(uo);
+        free(top_ids);
+        free(top_lp);
+        return ms__err_set(&g->err, st, "sample: out of memory in the exact-mode fallback");
+    }
+
+    for (int32_t u = 0; u < U; u++) {
+        out->tokens[u] = uo[u].token;
+        if (out->row_error) out->row_error[u] = uo[u].bad;
+        const bool lp = g->plan[u].logprobs && !uo[u].bad;
+        if (out->logprob) out->logprob[u] = lp ? (float)uo[u].logprob : NAN;
+        if (out->rank) out->rank[u] = lp ? uo[u].rank : 0;
+        int32_t nt = lp ? uo[u].n_top : 0;
+        if (out->top_count) out->top_count[u] = nt;
+        for (int32_t i = 0; i < nt; i++) {
+            if (out->top_ids) out->top_ids[(size_t)u * cap + i] = uo[u].top_ids[i];
+            if (out->top_logprobs) out->top_logprobs[(size_t)u * cap + i] = uo[u].top_lp[i];
+        }
+    }
+    free(uo);
+    free(top_ids);
+    free(top_lp);
+
+    if (commit) {
+        for (int32_t u = 0; u < U; u++) {
+            int32_t tok = out->tokens[u];
+            if (tok >= 0) {
+                st = ms__history_add_output(&g->hist[u], tok, 1);
+                MS_RETURN_ERROR_IF(st != MS_OK, &g->err, st,
+                                   "sample: out of memory growing the history of user %d",
+                                   (int)u);
+            }
+        }
+        if (g->replicate_slot >= 0) {
+            g->counter[g->replicate_slot]++;
+            g->replicate_slot = -1;
+        } else {
+            for (int32_t u = 0; u < U; u++) g->counter[u]++;
+        }
+    }
+    g->err.msg[0] = '\0';
+    return MS_OK;
+}

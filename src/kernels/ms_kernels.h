@@ -1,0 +1,91 @@
+/* Per-device stage (DESIGN 3): one pass over a user's shard row that selects the local top-K
+ * candidates on the penalised logits z' and, when asked, the log-sum-exp statistics, without
+ * touching the caller's buffer. Penalised tokens are excluded from the vector scan and handled
+ * one by one, so penalties cost O(history), not O(vocabulary). */
+#ifndef MS_KERNELS_H
+#define MS_KERNELS_H
+
+#include "common/ms_internal.h"
+#include "core/ms_penalties.h"
+
+/* Block length: a block of floats stays in L1 between the max pass and the exp pass. */
+#define MS_BLOCK 2048
+
+typedef struct ms__cand {
+    float v;   /* penalised logit z' */
+    float raw; /* logit z as given (NaN read as -inf) */
+    int32_t id;
+} ms__cand;
+
+/* Log-sum-exp accumulator: sums are relative to max; +inf values are only counted. */
+typedef struct ms__lse {
+    float max;
+    double sum;   /* sum exp(x - max) */
+    double sum_t; /* sum exp((x - max) * inv_t) */
+    int64_t ninf;
+} ms__lse;
+
+static inline ms__lse ms__lse_empty(void)
+{
+    ms__lse l = {-INFINITY, 0.0, 0.0, 0};
+    return l;
+}
+void ms__lse_add(ms__lse *l, float v, double inv_t);
+/* Merge b into a. */
+void ms__lse_merge(ms__lse *a, const ms__lse *b, double inv_t);
+/* log of sum exp(x) (scale 1); +inf when any value is +inf; -inf when empty. */
+double ms__lse_value(const ms__lse *l);
+
+typedef struct ms__scan_job {
+    const void *row;
+    ms_dtype dtype;
+    int32_t width;   /* columns of this shard that are real tokens */
+    int32_t id_base; /* global id of column 0 */
+    int32_t K;       /* candidates wanted, >= 1 */
+    const ms__hist_entry *hist; /* this shard's history entries when penalties apply, else NULL */
+    int32_t n_hist;
+    const ms_slot_params *sp;
+    ms_penalty_order order;
+    bool want_sum;   /* statistics at scale 1 */
+    bool want_sum_t; /* statistics at scale inv_t as well */
+    double inv_t;
+    int32_t n_raw; /* > 0: also the top n_raw by raw logit, and raw statistics */
+} ms__scan_job;
+
+typedef struct ms__scan_result {
+    ms__cand *cand; /* capacity K; sorted (v desc, id asc) on return */
+    int32_t n_cand;
+    bool truncated; /* the shard may hold real tokens that were not returned */
+    ms__cand *raw;  /* capacity n_raw; sorted (raw desc, id asc) */
+    int32_t n_rawc;
+    ms__lse pen; /* statistics of z' (valid when want_sum) */
+    ms__lse raw_lse;
+} ms__scan_result;
+
+/* scratch: MS_BLOCK floats plus K + n_raw + n_hist candidates, per thread. */
+size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist);
+void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch);
+
+/* Block primitives, picked once for the CPU (AVX-512 when present). */
+typedef struct ms__block_ops {
+    const char *name;
+    float (*max)(const float *x, int32_t n); /* NaN ignored; -inf when none */
+    /* sum exp((x - m) * scale) over non-NaN x, with x <= m for all x */
+    double (*sumexp)(const float *x, int32_t n, float m, float scale);
+    /* index of the first x > t at or after i, or n */
+    int32_t (*next_above)(const float *x, int32_t i, int32_t n, float t);
+} ms__block_ops;
+
+const ms__block_ops *ms__block_ops_get(void);
+const ms__block_ops *ms__block_ops_portable(void);
+const ms__block_ops *ms__block_ops_avx512(void); /* NULL if the CPU lacks it */
+
+/* Rank order: a before b when a.v > b.v, or equal values and a.id < b.id. */
+static inline bool ms__cand_before(const ms__cand *a, const ms__cand *b)
+{
+    return a->v > b->v || (a->v == b->v && a->id < b->id);
+}
+int ms__cand_cmp_rank(const void *a, const void *b);
+int ms__cand_cmp_raw(const void *a, const void *b);
+
+#endif
