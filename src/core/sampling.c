@@ -542,7 +542,7 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
     size_t need = 0;
     for (int32_t u = 0; u < U; u++) {
         int32_t nh = g->plan[u].penalties ? g->hist[u].n : 0;
-        size_t b = ms__scan_scratch_bytes(g->plan[u].K, g->plan[u].n_raw, nh);
+        size_t b = ms__scan_scratch_bytes(g->plan[u].K, g->plan[u].n_raw, nh, g->W);
         if (b > need) need = b;
     }
     for (int32_t t = 0; t < g->nthreads; t++) {

@@ -62,8 +62,8 @@ typedef struct ms__scan_result {
     ms__lse raw_lse;
 } ms__scan_result;
 
-/* scratch: MS_BLOCK floats plus K + n_raw + n_hist candidates, per thread. */
-size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist);
+/* Bytes of per-thread scratch ms__scan_row needs for these sizes. */
+size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width);
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch);
 
 /* Block primitives, picked once for the CPU (AVX-512 when present). */
@@ -74,6 +74,8 @@ typedef struct ms__block_ops {
     double (*sumexp)(const float *x, int32_t n, float m, float scale);
     /* index of the first x > t at or after i, or n */
     int32_t (*next_above)(const float *x, int32_t i, int32_t n, float t);
+    /* n bf16 or f16 values to float, exactly */
+    void (*convert)(const void *src, ms_dtype t, int32_t n, float *dst);
 } ms__block_ops;
 
 const ms__block_ops *ms__block_ops_get(void);

@@ -85,11 +85,21 @@ static int32_t next_above_portable(const float *x, int32_t i, int32_t n, float t
     return i;
 }
 
+static void convert_portable(const void *src, ms_dtype t, int32_t n, float *dst)
+{
+    const uint16_t *r = src;
+    if (t == MS_DTYPE_BF16)
+        for (int32_t i = 0; i < n; i++) dst[i] = ms__bf16_to_f32(r[i]);
+    else
+        for (int32_t i = 0; i < n; i++) dst[i] = ms__f16_to_f32(r[i]);
+}
+
 static const ms__block_ops portable_ops = {
     .name = "portable",
     .max = max_portable,
     .sumexp = sumexp_portable,
     .next_above = next_above_portable,
+    .convert = convert_portable,
 };
 
 const ms__block_ops *ms__block_ops_portable(void)
@@ -159,131 +169,140 @@ static bool heap_offer(heap *hp, ms__cand c)
     return true;
 }
 
-/* The value a new element must beat when scanning in increasing id order. */
-static inline float heap_threshold(const heap *hp)
+/* Sub-block length of the first pass: each sub-block's maximum is one real element, so the
+ * K-th largest sub-block maximum is a lower bound on the K-th largest value of the row. */
+#define MS_SUB 256
+
+/* Floats of columns [a, a+n) of the row: in place for f32, converted into buf otherwise. */
+static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_job *job, float *buf,
+                                      int32_t a, int32_t n)
 {
-    return hp->n < hp->cap ? -INFINITY : hp->h[0].v;
+    if (job->dtype == MS_DTYPE_F32) return (const float *)job->row + a;
+    ops->convert((const uint16_t *)job->row + a, job->dtype, n, buf);
+    return buf;
 }
 
-typedef struct scan_state {
-    const ms__block_ops *ops;
-    heap hp;
-    bool dropped;
-    ms__lse seg; /* statistics of the scanned (non-history) tokens */
-    bool want_sum;
-    float scale_t;
-    double inv_t;
-} scan_state;
-
-static void scan_block(scan_state *s, const float *x, int32_t n, int32_t id0)
+size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width)
 {
-    const float bmax = s->ops->max(x, n);
-    if (bmax == -INFINITY) return; /* nothing real here */
-    float thr = heap_threshold(&s->hp);
-    if (bmax > thr) {
-        for (int32_t i = s->ops->next_above(x, 0, n, thr); i < n;
-             i = s->ops->next_above(x, i + 1, n, thr)) {
-            ms__cand c = {x[i], x[i], id0 + i};
-            s->dropped |= heap_offer(&s->hp, c);
-            thr = heap_threshold(&s->hp);
+    size_t nsb = (size_t)width / MS_SUB + (size_t)n_hist + 2;
+    return (size_t)MS_BLOCK * sizeof(float) + nsb * (2 * sizeof(float) + 2 * sizeof(int32_t)) +
+           ((size_t)K + (size_t)n_raw + (size_t)n_hist + 1) * sizeof(ms__cand) + 64;
+}
+
+/* Value of rank k (0-based, descending) of a[0..n), reordering a. */
+static float kth_largest(float *a, int32_t n, int32_t k)
+{
+    int32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float piv = a[lo + (hi - lo) / 2];
+        int32_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > piv) i++;
+            while (a[j] < piv) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
         }
-    } else if (s->hp.n == s->hp.cap) {
-        s->dropped = true;
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
     }
-    if (!s->want_sum) return;
-    if (bmax == INFINITY) {
-        for (int32_t i = 0; i < n; i++) s->seg.ninf += x[i] == INFINITY;
-        return;
-    }
-    if (s->seg.ninf) return; /* finite tokens carry no mass once a +inf exists */
-    if (bmax > s->seg.max) {
-        if (s->seg.max > -INFINITY) {
-            double d = (double)s->seg.max - (double)bmax;
-            s->seg.sum *= exp(d);
-            s->seg.sum_t *= exp(d * s->inv_t);
-        }
-        s->seg.max = bmax;
-    }
-    s->seg.sum += s->ops->sumexp(x, n, s->seg.max, 1.0f);
-    if (s->scale_t != 1.0f) s->seg.sum_t += s->ops->sumexp(x, n, s->seg.max, s->scale_t);
-}
-
-static void convert_block(const void *row, ms_dtype t, int32_t a, int32_t n, float *dst)
-{
-    if (t == MS_DTYPE_BF16) {
-        const uint16_t *r = (const uint16_t *)row + a;
-        for (int32_t i = 0; i < n; i++) dst[i] = ms__bf16_to_f32(r[i]);
-    } else {
-        const uint16_t *r = (const uint16_t *)row + a;
-        for (int32_t i = 0; i < n; i++) dst[i] = ms__f16_to_f32(r[i]);
-    }
-}
-
-static void scan_range(scan_state *s, const ms__scan_job *job, float *buf, int32_t a, int32_t b)
-{
-    while (a < b) {
-        int32_t n = b - a < MS_BLOCK ? b - a : MS_BLOCK;
-        const float *x;
-        if (job->dtype == MS_DTYPE_F32) {
-            x = (const float *)job->row + a;
-        } else {
-            convert_block(job->row, job->dtype, a, n, buf);
-            x = buf;
-        }
-        scan_block(s, x, n, job->id_base + a);
-        a += n;
-    }
-}
-
-size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist)
-{
-    return (size_t)MS_BLOCK * sizeof(float) +
-           ((size_t)K + (size_t)n_raw + (size_t)n_hist + 1) * sizeof(ms__cand);
+    return a[k];
 }
 
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
 {
+    const ms__block_ops *ops = ms__block_ops_get();
+    const int32_t nsb_cap = job->width / MS_SUB + job->n_hist + 2;
     float *buf = scratch;
-    ms__cand *tmp = (ms__cand *)(buf + MS_BLOCK);
-    scan_state s = {
-        .ops = ms__block_ops_get(),
-        .hp = {res->cand, 0, job->K},
-        .dropped = false,
-        .seg = ms__lse_empty(),
-        .want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0,
-        .scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f,
-        .inv_t = job->want_sum_t ? job->inv_t : 1.0,
-    };
-    if (s.scale_t == 1.0f) s.inv_t = 1.0;
+    float *bm = buf + MS_BLOCK;
+    float *sel = bm + nsb_cap;
+    int32_t *start = (int32_t *)(sel + nsb_cap);
+    int32_t *len = start + nsb_cap;
+    ms__cand *tmp = (ms__cand *)(((uintptr_t)(len + nsb_cap) + 15) & ~(uintptr_t)15);
 
-    /* Scan the segments between history tokens, in increasing id order. */
-    int32_t a = 0;
-    for (int32_t h = 0; h < job->n_hist; h++) {
-        int32_t col = job->hist[h].id - job->id_base;
-        scan_range(&s, job, buf, a, col);
-        a = col + 1;
+    /* Pass A: maxima of sub-blocks laid over the segments between history tokens, so no
+     * sub-block holds a penalised token. */
+    int32_t nsb = 0, nreal = 0;
+    float m = -INFINITY;
+    for (int32_t h = 0; h <= job->n_hist; h++) {
+        int32_t a = h == 0 ? 0 : job->hist[h - 1].id - job->id_base + 1;
+        int32_t b = h < job->n_hist ? job->hist[h].id - job->id_base : job->width;
+        for (; a < b; a += MS_SUB) {
+            int32_t n = b - a < MS_SUB ? b - a : MS_SUB;
+            float v = ops->max(row_floats(ops, job, buf, a, n), n);
+            bm[nsb] = v;
+            start[nsb] = a;
+            len[nsb] = n;
+            if (v > -INFINITY) sel[nreal++] = v;
+            nsb++;
+            m = v > m ? v : m;
+        }
     }
-    scan_range(&s, job, buf, a, job->width);
-    if (s.scale_t == 1.0f) s.seg.sum_t = s.seg.sum;
 
-    res->pen = s.seg;
-    res->raw_lse = s.seg;
+    /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element. */
+    heap hp = {res->cand, 0, job->K};
+    const float t0 = nreal >= job->K ? kth_largest(sel, nreal, job->K - 1) : -INFINITY;
+    const float below_t0 = nextafterf(t0, -INFINITY); /* x > below_t0  <=>  x >= t0 */
+    for (int32_t j = 0; j < nsb; j++) {
+        if (!(bm[j] >= t0) || bm[j] == -INFINITY) continue;
+        const float *x = row_floats(ops, job, buf, start[j], len[j]);
+        float thr = hp.n < hp.cap ? below_t0 : (hp.h[0].v > below_t0 ? hp.h[0].v : below_t0);
+        for (int32_t i = ops->next_above(x, 0, len[j], thr); i < len[j];
+             i = ops->next_above(x, i + 1, len[j], thr)) {
+            heap_offer(&hp, (ms__cand){x[i], x[i], job->id_base + start[j] + i});
+            if (hp.n == hp.cap && hp.h[0].v > thr) thr = hp.h[0].v;
+        }
+    }
+
+    /* Pass C: the exp sums, relative to the segment maximum (the row is in L2 by now). */
+    const bool want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0;
+    const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
+    const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
+    ms__lse seg = ms__lse_empty();
+    if (want_sum && m == INFINITY) {
+        for (int32_t j = 0; j < nsb; j++) {
+            if (bm[j] != INFINITY) continue;
+            const float *x = row_floats(ops, job, buf, start[j], len[j]);
+            for (int32_t i = 0; i < len[j]; i++) seg.ninf += x[i] == INFINITY;
+        }
+    } else if (want_sum && m > -INFINITY) {
+        seg.max = m;
+        for (int32_t j = 0; j < nsb;) {
+            /* Runs of adjacent sub-blocks become one call of up to MS_BLOCK elements. */
+            int32_t a = start[j], n = len[j];
+            j++;
+            while (j < nsb && start[j] == a + n && n + len[j] <= MS_BLOCK) n += len[j++];
+            const float *x = row_floats(ops, job, buf, a, n);
+            seg.sum += ops->sumexp(x, n, m, 1.0f);
+            if (scale_t != 1.0f) seg.sum_t += ops->sumexp(x, n, m, scale_t);
+        }
+        if (scale_t == 1.0f) seg.sum_t = seg.sum;
+    }
+
+    res->pen = seg;
+    res->raw_lse = seg;
     res->n_rawc = 0;
+    bool dropped = hp.n == hp.cap && job->width > hp.cap;
     if (job->n_hist > 0) {
         /* Raw top-n: the non-history candidates (raw == z') and the history tokens' raw values. */
         int32_t nt = 0;
         if (job->n_raw > 0) {
-            memcpy(tmp, s.hp.h, (size_t)s.hp.n * sizeof *tmp);
-            nt = s.hp.n;
+            memcpy(tmp, hp.h, (size_t)hp.n * sizeof *tmp);
+            nt = hp.n;
         }
         for (int32_t h = 0; h < job->n_hist; h++) {
             const ms__hist_entry *e = &job->hist[h];
             float z = ms__load(job->row, job->dtype, e->id - job->id_base);
             float zp = ms__penalize(z, e, job->sp, job->order);
-            if (zp > -INFINITY) s.dropped |= heap_offer(&s.hp, (ms__cand){zp, z, e->id});
-            if (s.want_sum) {
-                ms__lse_add(&res->pen, zp, s.inv_t);
-                ms__lse_add(&res->raw_lse, z, s.inv_t);
+            if (zp > -INFINITY) dropped |= heap_offer(&hp, (ms__cand){zp, z, e->id});
+            if (want_sum) {
+                ms__lse_add(&res->pen, zp, inv_t);
+                ms__lse_add(&res->raw_lse, z, inv_t);
             }
             if (job->n_raw > 0 && z > -INFINITY) tmp[nt++] = (ms__cand){zp, z, e->id};
         }
@@ -293,8 +312,8 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             memcpy(res->raw, tmp, (size_t)res->n_rawc * sizeof *tmp);
         }
     }
-    res->n_cand = s.hp.n;
-    res->truncated = s.dropped;
+    res->n_cand = hp.n;
+    res->truncated = dropped;
     qsort(res->cand, (size_t)res->n_cand, sizeof *res->cand, ms__cand_cmp_rank);
     if (job->n_raw > 0 && job->n_hist == 0) {
         res->n_rawc = res->n_cand < job->n_raw ? res->n_cand : job->n_raw;

@@ -1,7 +1,134 @@
-/* AVX-512 block primitives; compiled for the ISA with target attributes and chosen at run time. */
+/* AVX-512 block primitives, compiled with target attributes and chosen at run time, so one
+ * binary runs on any x86-64 and uses the wide path where the CPU has it. */
 #include "kernels/ms_kernels.h"
+
+#include <math.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define MS_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,f16c,bmi")))
+
+MS_AVX512 static float max_avx512(const float *x, int32_t n)
+{
+    __m512 a0 = _mm512_set1_ps(-INFINITY), a1 = a0, a2 = a0, a3 = a0;
+    int32_t i = 0;
+    /* max(x, acc) returns acc when x is NaN: NaN logits count as -inf. */
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_max_ps(_mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_max_ps(_mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_max_ps(_mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_max_ps(_mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16) a0 = _mm512_max_ps(_mm512_loadu_ps(x + i), a0);
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        a1 = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i), a1);
+    }
+    a0 = _mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3));
+    return _mm512_reduce_max_ps(a0);
+}
+
+MS_AVX512 static int32_t next_above_avx512(const float *x, int32_t i, int32_t n, float t)
+{
+    const __m512 vt = _mm512_set1_ps(t);
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), vt, _CMP_GT_OQ);
+        if (k) return i + (int32_t)__builtin_ctz(k);
+    }
+    for (; i < n; i++)
+        if (x[i] > t) return i;
+    return n;
+}
+
+/* 2^t: t = n + f with |f| <= 1/2, 2^f by a degree-5 Chebyshev fit (relative error < 1.1e-7 on
+ * [-1/2, 1/2]), scaled by 2^n exactly (scalef gives 0 far below, no clamp needed). */
+MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
+{
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(0.0013400432653725147f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.009676037356257439f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05550327152013779f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2402210682630539f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931471824645996f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* One step of the exp sum: lanes that are NaN or -inf add nothing. */
+#define MS_SUMEXP_STEP(acc, xv)                                                                   \
+    do {                                                                                          \
+        const __m512 x_ = (xv);                                                                   \
+        const __mmask16 k_ = _mm512_cmp_ps_mask(x_, ninf, _CMP_GT_OQ);                            \
+        acc = _mm512_mask_add_ps(acc, k_, acc, exp2_avx512(_mm512_fmadd_ps(x_, c, nmc)));         \
+    } while (0)
+
+MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float scale)
+{
+    /* (x - m) * scale * log2(e) as one FMA, x*c - fl(m*c); the rounding of m*c is a common
+     * factor 2^err of every term, undone on the total below. */
+    const float cf = scale * 1.4426950408889634f;
+    const float mc = m * cf;
+    const float err = fmaf(m, cf, -mc);
+    const __m512 c = _mm512_set1_ps(cf), nmc = _mm512_set1_ps(-mc);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+    int32_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        MS_SUMEXP_STEP(s0, _mm512_loadu_ps(x + i));
+        MS_SUMEXP_STEP(s1, _mm512_loadu_ps(x + i + 16));
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k, x + i));
+    }
+    /* At most MS_BLOCK/32 terms per lane in float, then double. */
+    __m512d d = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(s0)),
+                              _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
+    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s1)));
+    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s1, 1)));
+    return _mm512_reduce_add_pd(d) * exp2(-(double)err);
+}
+
+MS_AVX512 static void convert_avx512(const void *src, ms_dtype t, int32_t n, float *dst)
+{
+    const uint16_t *s = src;
+    int32_t i = 0;
+    if (t == MS_DTYPE_BF16) {
+        for (; i + 16 <= n; i += 16) {
+            __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s + i)));
+            _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+        }
+        for (; i < n; i++) dst[i] = ms__bf16_to_f32(s[i]);
+    } else {
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i,
+                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + i))));
+        for (; i < n; i++) dst[i] = ms__f16_to_f32(s[i]);
+    }
+}
+
+static const ms__block_ops avx512_ops = {
+    .name = "avx512",
+    .max = max_avx512,
+    .sumexp = sumexp_avx512,
+    .next_above = next_above_avx512,
+    .convert = convert_avx512,
+};
 
 const ms__block_ops *ms__block_ops_avx512(void)
 {
-    return NULL; /* filled in below when the compiler supports it */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return &avx512_ops;
+    return NULL;
 }
+
+#else
+const ms__block_ops *ms__block_ops_avx512(void)
+{
+    return NULL;
+}
+#endif
