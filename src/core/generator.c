@@ -39,7 +39,7 @@ void ms_generator_config_init(ms_generator_config *cfg)
 
 const char *ms_generator_last_error(const ms_generator *g)
 {
-    return g ? g->err.msg : "generator is NULL";
+    return g ? g->err->msg : "generator is NULL";
 }
 
 int32_t ms__device_of(const ms_generator *g, int32_t group, int32_t shard)
@@ -133,6 +133,10 @@ void ms_generator_destroy(ms_generator *g)
     ms__free(g->rawc);
     free(g->res);
     free(g->fb);
+    free(g->uo);
+    free(g->top_ids);
+    free(g->top_lp);
+    free(g->err);
     free(g);
 }
 
@@ -188,7 +192,7 @@ ms_status ms__generator_replan(ms_generator *g)
             }
             free(merge);
             free(merge_raw);
-            return ms__err_set(&g->err, MS_ERR_NO_MEMORY,
+            return ms__err_set(g->err, MS_ERR_NO_MEMORY,
                                "out of memory for %d candidates per shard", (int)kcap);
         }
         ms__free(g->cand);
@@ -224,6 +228,8 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
     MS_FORWARD_IF_ERROR(check_config(cfg));
     ms_generator *g = calloc(1, sizeof *g);
     if (!g) goto oom;
+    g->err = calloc(1, sizeof *g->err);
+    if (!g->err) goto oom;
     g->cfg = *cfg;
     g->cfg.mesh.worker_cpus = NULL; /* borrowed during create only */
     const ms_mesh_config *m = &cfg->mesh;
@@ -254,8 +260,12 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
     g->res = calloc((size_t)g->U * (size_t)g->T, sizeof *g->res);
     g->fb = calloc((size_t)g->U, sizeof *g->fb);
     g->workers = calloc((size_t)nt, sizeof *g->workers);
+    const size_t ntop = (size_t)g->U * (size_t)(g->max_lp ? g->max_lp : 1);
+    g->uo = calloc((size_t)g->U, ms__user_out_size());
+    g->top_ids = calloc(ntop, sizeof *g->top_ids);
+    g->top_lp = calloc(ntop, sizeof *g->top_lp);
     if (!g->params || !g->plan || !g->seed || !g->counter || !g->hist || !g->res || !g->fb ||
-        !g->workers)
+        !g->workers || !g->uo || !g->top_ids || !g->top_lp)
         goto oom;
     const ms_slot_params d = ms__slot_params_default();
     for (int32_t u = 0; u < g->U; u++) {
@@ -297,7 +307,7 @@ ms_status ms_generator_device_view(ms_generator *g, const ms_logits *full, int32
                                    ms_logits *out)
 {
     if (!g) return MS_ERR_MISUSE;
-    ms__err *e = &g->err;
+    ms__err *e = g->err;
     MS_RETURN_ERROR_IF(!full || !full->data || !out, e, MS_ERR_INVALID_ARGUMENT,
                        "device_view: full, full->data and out must not be NULL");
     MS_RETURN_ERROR_IF(device < 0 || device >= g->D, e, MS_ERR_INVALID_ARGUMENT,
@@ -315,6 +325,7 @@ ms_status ms_generator_device_view(ms_generator *g, const ms_logits *full, int32
     out->data = (const char *)full->data + off;
     out->dtype = full->dtype;
     out->row_stride = stride;
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
@@ -322,11 +333,11 @@ ms_status ms_generator_device_view(ms_generator *g, const ms_logits *full, int32
 
 static ms_status check_slots(ms_generator *g, const int32_t *slots, int32_t n, const char *what)
 {
-    MS_RETURN_ERROR_IF(n < 0 || n > g->U, &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(n < 0 || n > g->U, g->err, MS_ERR_INVALID_ARGUMENT,
                        "%s: %d slots given for %d users", what, (int)n, (int)g->U);
     if (!slots) return MS_OK;
     for (int32_t i = 0; i < n; i++)
-        MS_RETURN_ERROR_IF(slots[i] < 0 || slots[i] >= g->U, &g->err, MS_ERR_INVALID_ARGUMENT,
+        MS_RETURN_ERROR_IF(slots[i] < 0 || slots[i] >= g->U, g->err, MS_ERR_INVALID_ARGUMENT,
                            "%s: slot %d at index %d is outside [0, %d)", what, (int)slots[i],
                            (int)i, (int)g->U);
     return MS_OK;
@@ -336,19 +347,19 @@ ms_status ms_generator_set_params(ms_generator *g, const ms_slot_params *params,
                                   const int32_t *slots)
 {
     if (!g) return MS_ERR_MISUSE;
-    MS_RETURN_ERROR_IF(!params, &g->err, MS_ERR_INVALID_ARGUMENT, "set_params: params is NULL");
-    MS_RETURN_ERROR_IF(!slots && n != g->U, &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(!params, g->err, MS_ERR_INVALID_ARGUMENT, "set_params: params is NULL");
+    MS_RETURN_ERROR_IF(!slots && n != g->U, g->err, MS_ERR_INVALID_ARGUMENT,
                        "set_params: %d params for %d users (pass slots to set fewer)", (int)n,
                        (int)g->U);
     MS_FORWARD_IF_ERROR(check_slots(g, slots, n, "set_params"));
     for (int32_t i = 0; i < n; i++) {
         int32_t slot = slots ? slots[i] : i;
         ms_status s = ms__slot_params_check(&params[i], slot, g->cfg.mesh.max_top_k, g->max_lp,
-                                            g->err.msg, sizeof g->err.msg);
+                                            g->err->msg, sizeof g->err->msg);
         if (s != MS_OK) return s;
     }
     ms_slot_params *saved = malloc((size_t)g->U * sizeof *saved);
-    MS_RETURN_ERROR_IF(!saved, &g->err, MS_ERR_NO_MEMORY, "set_params: out of memory");
+    MS_RETURN_ERROR_IF(!saved, g->err, MS_ERR_NO_MEMORY, "set_params: out of memory");
     memcpy(saved, g->params, (size_t)g->U * sizeof *saved);
     for (int32_t i = 0; i < n; i++) g->params[slots ? slots[i] : i] = params[i];
     ms_status s = ms__generator_replan(g);
@@ -357,7 +368,7 @@ ms_status ms_generator_set_params(ms_generator *g, const ms_slot_params *params,
         ms__generator_replan(g);
     }
     free(saved);
-    if (s == MS_OK) g->err.msg[0] = '\0';
+    if (s == MS_OK) g->err->msg[0] = '\0';
     return s;
 }
 
@@ -365,17 +376,20 @@ ms_status ms_generator_reset_sampling_params(ms_generator *g, const ms_sampling_
                                              const int32_t *empty_slots, int32_t n_slots)
 {
     if (!g) return MS_ERR_MISUSE;
-    MS_RETURN_ERROR_IF(!p, &g->err, MS_ERR_INVALID_ARGUMENT, "reset_sampling_params: params is NULL");
+    MS_RETURN_ERROR_IF(!p, g->err, MS_ERR_INVALID_ARGUMENT, "reset_sampling_params: params is NULL");
     int32_t n = empty_slots ? n_slots : g->U;
     MS_FORWARD_IF_ERROR(check_slots(g, empty_slots, n, "reset_sampling_params"));
-    if (n == 0) return MS_OK;
+    if (n == 0) {
+        g->err->msg[0] = '\0';
+        return MS_OK;
+    }
     ms_slot_params *f = malloc((size_t)n * sizeof *f);
-    MS_RETURN_ERROR_IF(!f, &g->err, MS_ERR_NO_MEMORY, "reset_sampling_params: out of memory");
+    MS_RETURN_ERROR_IF(!f, g->err, MS_ERR_NO_MEMORY, "reset_sampling_params: out of memory");
     ms_errbuf eb;
-    ms_status s = ms_params_format(p, n, g->cfg.mesh.max_top_k, f, &eb);
+    ms_status s = ms__params_format_slots(p, n, g->cfg.mesh.max_top_k, empty_slots, f, &eb);
     if (s != MS_OK) {
         free(f);
-        return ms__err_set(&g->err, s, "%s", eb.msg);
+        return ms__err_set(g->err, s, "%s", eb.msg);
     }
     s = ms_generator_set_params(g, f, n, empty_slots);
     free(f);
@@ -385,8 +399,10 @@ ms_status ms_generator_reset_sampling_params(ms_generator *g, const ms_sampling_
 ms_status ms_generator_get_params(const ms_generator *g, int32_t slot, ms_slot_params *out)
 {
     if (!g) return MS_ERR_MISUSE;
-    if (!out || slot < 0 || slot >= g->U) return MS_ERR_INVALID_ARGUMENT;
+    MS_RETURN_ERROR_IF(!out || slot < 0 || slot >= g->U, g->err, MS_ERR_INVALID_ARGUMENT,
+                       "get_params: slot %d outside [0, %d) or out is NULL", (int)slot, (int)g->U);
     *out = g->params[slot];
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
@@ -397,10 +413,10 @@ ms_status ms_generator_reset_seed(ms_generator *g, const int64_t *seeds, int32_t
 {
     if (!g) return MS_ERR_MISUSE;
     MS_FORWARD_IF_ERROR(check_slots(g, slots, n_slots, "reset_seed"));
-    MS_RETURN_ERROR_IF(n_seeds < 0 || (n_seeds > 0 && !seeds), &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(n_seeds < 0 || (n_seeds > 0 && !seeds), g->err, MS_ERR_INVALID_ARGUMENT,
                        "reset_seed: %d seeds with a NULL list", (int)n_seeds);
     for (int32_t i = 0; i < n_seeds && i < n_slots; i++)
-        MS_RETURN_ERROR_IF(seeds[i] < MS_SEED_NONE, &g->err, MS_ERR_INVALID_ARGUMENT,
+        MS_RETURN_ERROR_IF(seeds[i] < MS_SEED_NONE, g->err, MS_ERR_INVALID_ARGUMENT,
                            "reset_seed: seed %lld for slot %d: must be >= 0 or -1 (none)",
                            (long long)seeds[i], (int)(slots ? slots[i] : i));
     for (int32_t i = 0; i < n_slots; i++) {
@@ -410,7 +426,7 @@ ms_status ms_generator_reset_seed(ms_generator *g, const int64_t *seeds, int32_t
         g->params[s].seed = v;
         g->counter[s] = 0;
     }
-    g->err.msg[0] = '\0';
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
@@ -419,7 +435,7 @@ ms_status ms_generator_get_new_values(ms_generator *g, const int32_t *slots, int
 {
     if (!g) return MS_ERR_MISUSE;
     MS_FORWARD_IF_ERROR(check_slots(g, slots, n_slots, "get_new_values"));
-    MS_RETURN_ERROR_IF(replicate && n_slots != 1, &g->err, MS_ERR_MISUSE,
+    MS_RETURN_ERROR_IF(replicate && n_slots != 1, g->err, MS_ERR_MISUSE,
                        "get_new_values: replicate_seeds needs exactly one slot, got %d",
                        (int)n_slots);
     for (int32_t i = 0; i < n_slots; i++) {
@@ -427,16 +443,17 @@ ms_status ms_generator_get_new_values(ms_generator *g, const int32_t *slots, int
         if (keys) keys[i] = ms__stream_key((uint64_t)g->seed[s], g->counter[s]);
     }
     g->replicate_slot = replicate ? (slots ? slots[0] : 0) : -1;
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
 ms_status ms_generator_apply_slot_remap(ms_generator *g, const int32_t *remap, int32_t n)
 {
     if (!g) return MS_ERR_MISUSE;
-    MS_RETURN_ERROR_IF(!remap || n < 0 || n > g->U, &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(!remap || n < 0 || n > g->U, g->err, MS_ERR_INVALID_ARGUMENT,
                        "apply_slot_remap: remap of %d entries for %d users", (int)n, (int)g->U);
     for (int32_t i = 0; i < n; i++)
-        MS_RETURN_ERROR_IF(remap[i] < -1 || remap[i] >= g->U, &g->err, MS_ERR_INVALID_ARGUMENT,
+        MS_RETURN_ERROR_IF(remap[i] < -1 || remap[i] >= g->U, g->err, MS_ERR_INVALID_ARGUMENT,
                            "apply_slot_remap: remap[%d] = %d is outside [-1, %d)", (int)i,
                            (int)remap[i], (int)g->U);
     /* Snapshot the sources so chains and swaps read the old state. */
@@ -465,10 +482,7 @@ ms_status ms_generator_apply_slot_remap(ms_generator *g, const int32_t *remap, i
             g->seed[i] = seed[s];
             g->counter[i] = ctr[s];
             g->params[i].seed = pseed[s];
-            ms__history_free(&g->hist[i]);
-            g->hist[i] = hist[s];
-            hist[s] = (ms__history){0};
-            if (is_src[i]) is_src[i] = false; /* it was refilled */
+            if (ms__history_copy(&g->hist[i], &hist[s]) != MS_OK) st = MS_ERR_NO_MEMORY;
         }
         for (int32_t u = 0; u < g->U; u++) {
             if (!is_src[u] || is_dst[u]) continue;
@@ -486,7 +500,8 @@ ms_status ms_generator_apply_slot_remap(ms_generator *g, const int32_t *remap, i
     free(hist);
     free(is_dst);
     free(is_src);
-    MS_RETURN_ERROR_IF(st != MS_OK, &g->err, st, "apply_slot_remap: out of memory");
+    MS_RETURN_ERROR_IF(st != MS_OK, g->err, st, "apply_slot_remap: out of memory");
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
@@ -495,12 +510,14 @@ ms_status ms_generator_align_seed_counters(ms_generator *g, const int32_t *slots
 {
     if (!g) return MS_ERR_MISUSE;
     MS_FORWARD_IF_ERROR(check_slots(g, slots, n, "align_seed_counters"));
-    MS_RETURN_ERROR_IF(n > 0 && (!slots || !positions), &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(n > 0 && (!slots || !positions), g->err, MS_ERR_INVALID_ARGUMENT,
                        "align_seed_counters: slots and positions must not be NULL");
     for (int32_t i = 0; i < n; i++) {
-        int64_t c = positions[i] + offset;
-        g->counter[slots[i]] = c < 0 ? 0 : (uint64_t)c;
+        /* position + offset in 128 bits (no signed overflow), clamped to the counter range */
+        __int128 c = (__int128)positions[i] + offset;
+        g->counter[slots[i]] = c < 0 ? 0 : (c > (__int128)UINT64_MAX ? UINT64_MAX : (uint64_t)c);
     }
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
@@ -508,9 +525,11 @@ ms_status ms_generator_get_seed(const ms_generator *g, int32_t slot, int64_t *se
                                 uint64_t *counter)
 {
     if (!g) return MS_ERR_MISUSE;
-    if (slot < 0 || slot >= g->U) return MS_ERR_INVALID_ARGUMENT;
+    MS_RETURN_ERROR_IF(slot < 0 || slot >= g->U, g->err, MS_ERR_INVALID_ARGUMENT,
+                       "get_seed: slot %d outside [0, %d)", (int)slot, (int)g->U);
     if (seed) *seed = g->seed[slot];
     if (counter) *counter = g->counter[slot];
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
@@ -519,16 +538,16 @@ ms_status ms_generator_get_seed(const ms_generator *g, int32_t slot, int64_t *se
 static ms_status check_tokens(ms_generator *g, const int32_t *tokens, int32_t rows, int32_t cols,
                               const int32_t *slots, const char *what)
 {
-    MS_RETURN_ERROR_IF(rows < 0 || cols < 0 || (rows > 0 && cols > 0 && !tokens), &g->err,
+    MS_RETURN_ERROR_IF(rows < 0 || cols < 0 || (rows > 0 && cols > 0 && !tokens), g->err,
                        MS_ERR_INVALID_ARGUMENT, "%s: [%d, %d] tokens with a NULL matrix", what,
                        (int)rows, (int)cols);
-    MS_RETURN_ERROR_IF(rows > g->U, &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(rows > g->U, g->err, MS_ERR_INVALID_ARGUMENT,
                        "%s: %d rows for %d users", what, (int)rows, (int)g->U);
     MS_FORWARD_IF_ERROR(check_slots(g, slots, slots ? rows : 0, what));
     for (int32_t r = 0; r < rows; r++)
         for (int32_t c = 0; c < cols; c++) {
             int32_t t = tokens[(size_t)r * cols + c];
-            MS_RETURN_ERROR_IF(t < -1 || t >= g->V, &g->err, MS_ERR_INVALID_ARGUMENT,
+            MS_RETURN_ERROR_IF(t < -1 || t >= g->V, g->err, MS_ERR_INVALID_ARGUMENT,
                                "%s: token %d of slot %d (row %d, column %d) is outside the "
                                "vocabulary [0, %d) (-1 is padding)",
                                what, (int)t, (int)(slots ? slots[r] : r), (int)r, (int)c, (int)g->V);
@@ -544,7 +563,7 @@ static ms_status reset_history(ms_generator *g, const int32_t *tokens, int32_t r
     /* Stage into copies so an allocation failure changes nothing. */
     int32_t nslots = slots ? rows : g->U;
     ms__history *next = calloc((size_t)(nslots ? nslots : 1), sizeof *next);
-    MS_RETURN_ERROR_IF(!next, &g->err, MS_ERR_NO_MEMORY, "%s: out of memory", what);
+    MS_RETURN_ERROR_IF(!next, g->err, MS_ERR_NO_MEMORY, "%s: out of memory", what);
     ms_status st = MS_OK;
     for (int32_t i = 0; st == MS_OK && i < nslots; i++) {
         int32_t s = slots ? slots[i] : i;
@@ -569,8 +588,8 @@ static ms_status reset_history(ms_generator *g, const int32_t *tokens, int32_t r
     }
     for (int32_t i = 0; i < nslots; i++) ms__history_free(&next[i]);
     free(next);
-    MS_RETURN_ERROR_IF(st != MS_OK, &g->err, st, "%s: out of memory", what);
-    g->err.msg[0] = '\0';
+    MS_RETURN_ERROR_IF(st != MS_OK, g->err, st, "%s: out of memory", what);
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 
@@ -591,10 +610,15 @@ ms_status ms_generator_get_token_state(const ms_generator *g, int32_t slot, int3
                                        int32_t *out_count, bool *in_prompt)
 {
     if (!g) return MS_ERR_MISUSE;
-    if (slot < 0 || slot >= g->U || token < 0 || token >= g->V) return MS_ERR_INVALID_ARGUMENT;
+    MS_RETURN_ERROR_IF(slot < 0 || slot >= g->U, g->err, MS_ERR_INVALID_ARGUMENT,
+                       "get_token_state: slot %d outside [0, %d)", (int)slot, (int)g->U);
+    MS_RETURN_ERROR_IF(token < 0 || token >= g->V, g->err, MS_ERR_INVALID_ARGUMENT,
+                       "get_token_state: token %d outside the vocabulary [0, %d)", (int)token,
+                       (int)g->V);
     const ms__hist_entry *e = ms__history_find(&g->hist[slot], token);
     if (out_count) *out_count = e ? e->count : 0;
     if (in_prompt) *in_prompt = e ? e->in_prompt != 0 : false;
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
 

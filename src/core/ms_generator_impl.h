@@ -36,7 +36,7 @@ typedef struct ms__fallback {
 } ms__fallback;
 
 struct ms_generator {
-    ms__err err;
+    ms__err *err; /* separate so const getters can report too */
     ms_generator_config cfg;
     /* mesh */
     int32_t V, Vp, R, C, D, T, O, axis, dp, B, U, W;
@@ -56,6 +56,10 @@ struct ms_generator {
     ms__scan_result *res; /* [U][T] */
     ms__fallback *fb;     /* [U] */
     ms__worker *workers;  /* [nthreads] */
+    /* per-step outputs of the final stage, allocated once */
+    void *uo;             /* user_out[U] */
+    int32_t *top_ids;     /* [U * max_lp] */
+    float *top_lp;
 };
 
 /* Device index of (DP group, shard). */
@@ -63,6 +67,9 @@ int32_t ms__device_of(const ms_generator *g, int32_t group, int32_t shard);
 
 /* Recompute plans and grow the step buffers for the current parameters. */
 ms_status ms__generator_replan(ms_generator *g);
+
+/* Size of the final stage's per-user output record (sampling.c). */
+size_t ms__user_out_size(void);
 
 /* One step (sampling.c). commit: advance counters and count tokens. */
 ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,

@@ -7,6 +7,10 @@
 /* Defaults TT pads lists with. */
 ms_slot_params ms__slot_params_default(void);
 
+/* ms_params_format whose messages name slots[i] instead of user i (slots may be NULL). */
+ms_status ms__params_format_slots(const ms_sampling_params *in, int32_t n, int32_t max_top_k,
+                                  const int32_t *slots, ms_slot_params *out, ms_errbuf *err);
+
 /* Check one formatted user's values (what set_params accepts); message names field and slot. */
 ms_status ms__slot_params_check(const ms_slot_params *p, int32_t slot, int32_t max_top_k,
                                 int32_t max_logprobs, char *msg, size_t cap);

@@ -93,6 +93,12 @@ ms_status ms__slot_params_check(const ms_slot_params *p, int32_t slot, int32_t m
 ms_status ms_params_format(const ms_sampling_params *in, int32_t n, int32_t max_top_k,
                            ms_slot_params *out, ms_errbuf *err)
 {
+    return ms__params_format_slots(in, n, max_top_k, NULL, out, err);
+}
+
+ms_status ms__params_format_slots(const ms_sampling_params *in, int32_t n, int32_t max_top_k,
+                                  const int32_t *slots, ms_slot_params *out, ms_errbuf *err)
+{
     if (!in || !out || n <= 0)
         return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
                               "format: params and out must be non-NULL and n > 0 (n=%d)", (int)n);
@@ -114,6 +120,8 @@ ms_status ms_params_format(const ms_sampling_params *in, int32_t n, int32_t max_
     LEN_CHECK(num_logprobs, "num_logprobs");
 #undef LEN_CHECK
 
+    /* Messages name the slot a value is going to when the caller maps users to slots. */
+#define USER(i) ((int)(slots ? slots[i] : (i)))
     /* Validate every user before writing anything, so a rejection leaves out untouched. */
     const ms_slot_params d = ms__slot_params_default();
     for (int pass = 0; pass < 2; pass++) {
@@ -132,38 +140,38 @@ ms_status ms_params_format(const ms_sampling_params *in, int32_t n, int32_t max_
                 if (t != t || t < 0.0f || isinf(t))
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
                                           "temperature of user %d is %g: must be finite and >= 0",
-                                          (int)i, (double)t);
+                                          USER(i), (double)t);
                 if (p != p)
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
-                                          "top_p of user %d is NaN", (int)i);
+                                          "top_p of user %d is NaN", USER(i));
                 if (mp != mp)
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
-                                          "min_p of user %d is NaN", (int)i);
+                                          "min_p of user %d is NaN", USER(i));
                 if (!isfinite(pres))
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
                                           "presence_penalty of user %d is %g: must be finite",
-                                          (int)i, (double)pres);
+                                          USER(i), (double)pres);
                 if (!isfinite(freq))
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
                                           "frequency_penalty of user %d is %g: must be finite",
-                                          (int)i, (double)freq);
+                                          USER(i), (double)freq);
                 if (rep != rep || rep < 0.0f || isinf(rep))
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
                                           "repetition_penalty of user %d is %g: must be finite "
                                           "and >= 0",
-                                          (int)i, (double)rep);
+                                          USER(i), (double)rep);
                 if (seed < MS_SEED_NONE)
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
                                           "seed of user %d is %lld: must be >= 0 or -1 (none)",
-                                          (int)i, (long long)seed);
+                                          USER(i), (long long)seed);
                 if (nlp < 0 || nlp > INT32_MAX)
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
-                                          "num_logprobs of user %d is %lld: must be >= 0", (int)i,
+                                          "num_logprobs of user %d is %lld: must be >= 0", USER(i),
                                           (long long)nlp);
                 if (lp != 0 && lp != 1)
                     return ms__errbuf_set(err, MS_ERR_INVALID_ARGUMENT,
                                           "enable_log_probs of user %d is %lld: must be 0 or 1",
-                                          (int)i, (long long)lp);
+                                          USER(i), (long long)lp);
                 continue;
             }
             ms_slot_params o;
@@ -189,6 +197,7 @@ ms_status ms_params_format(const ms_sampling_params *in, int32_t n, int32_t max_
             out[i] = o;
         }
     }
+#undef USER
     return MS_OK;
 }
 

@@ -17,6 +17,8 @@ static inline int fb_bin(double d)
     return d * FB_BINS_PER_UNIT >= FB_BINS - 1 ? FB_BINS - 1 : (int)(d * FB_BINS_PER_UNIT);
 }
 
+size_t ms__user_out_size(void);
+
 typedef struct user_out {
     int32_t token;
     bool bad;
@@ -27,25 +29,30 @@ typedef struct user_out {
     float *top_lp;
 } user_out;
 
+size_t ms__user_out_size(void)
+{
+    return sizeof(user_out);
+}
+
 static ms_status check_logits(ms_generator *g, const ms_logits *logits, int32_t n_logits,
                               const ms_step_output *out)
 {
-    MS_RETURN_ERROR_IF(!out || !out->tokens, &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(!out || !out->tokens, g->err, MS_ERR_INVALID_ARGUMENT,
                        "sample: out and out->tokens must not be NULL");
-    MS_RETURN_ERROR_IF(!logits, &g->err, MS_ERR_INVALID_ARGUMENT, "sample: logits is NULL");
+    MS_RETURN_ERROR_IF(!logits, g->err, MS_ERR_INVALID_ARGUMENT, "sample: logits is NULL");
     const int32_t want = g->cfg.backend == MS_BACKEND_MPI ? 1 : g->D;
-    MS_RETURN_ERROR_IF(n_logits != want, &g->err, MS_ERR_INVALID_ARGUMENT,
+    MS_RETURN_ERROR_IF(n_logits != want, g->err, MS_ERR_INVALID_ARGUMENT,
                        "sample: n_logits is %d but this %dx%d mesh needs %d logits buffers",
                        (int)n_logits, (int)g->R, (int)g->C, (int)want);
     for (int32_t d = 0; d < n_logits; d++) {
         const ms_logits *l = &logits[d];
-        MS_RETURN_ERROR_IF(!l->data, &g->err, MS_ERR_INVALID_ARGUMENT,
+        MS_RETURN_ERROR_IF(!l->data, g->err, MS_ERR_INVALID_ARGUMENT,
                            "sample: logits[%d].data is NULL", (int)d);
         MS_RETURN_ERROR_IF(l->dtype != MS_DTYPE_F32 && l->dtype != MS_DTYPE_BF16 &&
                                l->dtype != MS_DTYPE_F16,
-                           &g->err, MS_ERR_INVALID_ARGUMENT, "sample: logits[%d].dtype %d unknown",
+                           g->err, MS_ERR_INVALID_ARGUMENT, "sample: logits[%d].dtype %d unknown",
                            (int)d, (int)l->dtype);
-        MS_RETURN_ERROR_IF(l->row_stride != 0 && l->row_stride < g->W, &g->err,
+        MS_RETURN_ERROR_IF(l->row_stride != 0 && l->row_stride < g->W, g->err,
                            MS_ERR_INVALID_ARGUMENT,
                            "sample: logits[%d].row_stride %lld is less than the shard width %d",
                            (int)d, (long long)l->row_stride, (int)g->W);
@@ -549,7 +556,7 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
         ms__worker *wk = &g->workers[t];
         if (wk->scan_bytes >= need) continue;
         void *p = ms__calloc(1, need);
-        MS_RETURN_ERROR_IF(!p, &g->err, MS_ERR_NO_MEMORY, "sample: out of memory for scratch");
+        MS_RETURN_ERROR_IF(!p, g->err, MS_ERR_NO_MEMORY, "sample: out of memory for scratch");
         ms__free(wk->scan);
         wk->scan = p;
         wk->scan_bytes = need;
@@ -565,19 +572,10 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
     /* Host transport: the records already sit in shared memory, the gather is free. */
 
     /* Final stage, replicated per DP group in a real mesh; here once per user. */
-    user_out *uo = NULL;
+    user_out *uo = g->uo;
     const int32_t cap = g->max_lp;
-    int32_t *top_ids = NULL;
-    float *top_lp = NULL;
-    uo = calloc((size_t)U, sizeof *uo);
-    top_ids = calloc((size_t)U * (size_t)(cap ? cap : 1), sizeof *top_ids);
-    top_lp = calloc((size_t)U * (size_t)(cap ? cap : 1), sizeof *top_lp);
-    if (!uo || !top_ids || !top_lp) {
-        free(uo);
-        free(top_ids);
-        free(top_lp);
-        return ms__err_set(&g->err, MS_ERR_NO_MEMORY, "sample: out of memory");
-    }
+    int32_t *top_ids = g->top_ids;
+    float *top_lp = g->top_lp;
     int32_t n_fb = 0;
 #pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 4) reduction(+ : n_fb)
     for (int32_t u = 0; u < U; u++) {
@@ -605,12 +603,7 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
             }
         }
     }
-    if (st != MS_OK) {
-        free(uo);
-        free(top_ids);
-        free(top_lp);
-        return ms__err_set(&g->err, st, "sample: out of memory in the exact-mode fallback");
-    }
+    if (st != MS_OK) return ms__err_set(g->err, st, "sample: out of memory in the exact-mode fallback");
 
     for (int32_t u = 0; u < U; u++) {
         out->tokens[u] = uo[u].token;
@@ -625,16 +618,12 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
             if (out->top_logprobs) out->top_logprobs[(size_t)u * cap + i] = uo[u].top_lp[i];
         }
     }
-    free(uo);
-    free(top_ids);
-    free(top_lp);
-
     if (commit) {
         for (int32_t u = 0; u < U; u++) {
             int32_t tok = out->tokens[u];
             if (tok >= 0) {
                 st = ms__history_add_output(&g->hist[u], tok, 1);
-                MS_RETURN_ERROR_IF(st != MS_OK, &g->err, st,
+                MS_RETURN_ERROR_IF(st != MS_OK, g->err, st,
                                    "sample: out of memory growing the history of user %d",
                                    (int)u);
             }
@@ -646,6 +635,6 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
             for (int32_t u = 0; u < U; u++) g->counter[u]++;
         }
     }
-    g->err.msg[0] = '\0';
+    g->err->msg[0] = '\0';
     return MS_OK;
 }
