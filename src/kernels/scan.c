@@ -264,7 +264,8 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
     const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
     ms__lse seg = ms__lse_empty();
-    if (want_sum && m == INFINITY) {
+    /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */
+    if (m == INFINITY) {
         for (int32_t j = 0; j < nsb; j++) {
             if (bm[j] != INFINITY) continue;
             const float *x = row_floats(ops, job, buf, start[j], len[j]);
@@ -303,6 +304,9 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             if (want_sum) {
                 ms__lse_add(&res->pen, zp, inv_t);
                 ms__lse_add(&res->raw_lse, z, inv_t);
+            } else {
+                res->pen.ninf += zp == INFINITY;
+                res->raw_lse.ninf += z == INFINITY;
             }
             if (job->n_raw > 0 && z > -INFINITY) tmp[nt++] = (ms__cand){zp, z, e->id};
         }
