@@ -92,8 +92,9 @@ static ms_status check_config(const ms_generator_config *cfg)
         CFG_FAIL("padded_vocab_size %d is not divisible by the %d devices of the gather axis",
                  (int)vp, (int)T);
     if (m->sampling_dp != 1 && m->sampling_dp != O)
-        CFG_FAIL("sampling_dp is %d: must be 1 or %d (the size of the non-gather axis)",
-                 (int)m->sampling_dp, (int)O);
+        CFG_FAIL("sampling_dp is %d: must be 1%s (the non-gather axis of this %dx%d mesh has "
+                 "%d devices)",
+                 (int)m->sampling_dp, O > 1 ? " or that size" : "", (int)R, (int)C, (int)O);
     if ((int64_t)m->max_batch_size * m->sampling_dp > (1 << 24))
         CFG_FAIL("max_batch_size * sampling_dp = %lld users is too many",
                  (long long)m->max_batch_size * m->sampling_dp);

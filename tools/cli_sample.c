@@ -1,0 +1,501 @@
+/*
+ * `meshsample sample`: sample next tokens from a [B, V] logits file.
+ *
+ * Everything is validated and every draw is computed into memory before the first byte goes to
+ * stdout, so a failure anywhere leaves stdout empty and one line on stderr (exit 2 for the
+ * caller's mistakes). Draws are peeks at offsets 0..N-1 from one state, so they are
+ * independent and the generator's counters and histories never move.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "npy.h"
+
+#define CMD "sample"
+#define MAX_DRAWS 1000000
+
+static const char sample_usage[] =
+    "usage: meshsample sample --logits FILE.npy [options]\n"
+    "\n"
+    "Sample one next token per user (row) of a [B, V] logits matrix; JSON Lines on stdout:\n"
+    "  {\"draw\":d,\"user\":u,\"token\":t[,\"logprob\":x,\"rank\":r,\"top_logprobs\":[[id,x],...]]}\n"
+    "\n"
+    "input:\n"
+    "  --logits FILE.npy       [B, V] float32 or float16 (C order); uint16 with --dtype bf16\n"
+    "  --dtype f32|f16|bf16    element type (default: the file's; bf16 needs a <u2 file)\n"
+    "  --vocab-size N          real vocabulary N <= V; columns N.. are padding\n"
+    "mesh:\n"
+    "  --mesh RxC              device mesh (default 1x1); the vocabulary is sharded over it\n"
+    "  --axis 0|1              all-gather axis (0 = along rows, 1 = along columns)\n"
+    "  --dp N                  data-parallel groups (B must be divisible by N)\n"
+    "  --max-top-k K           per-device candidate cap (TT truncated mode); 0 = exact (default)\n"
+    "  --threads N             host worker threads (0 = one per core)\n"
+    "  --backend host|mpi      transport (default host)\n"
+    "per-user parameters (one value, or a comma-separated list of B values):\n"
+    "  --temperature T         0 = greedy (the default when not given)\n"
+    "  --top-k K               0 = unlimited (exact mode)\n"
+    "  --top-p P  --min-p M\n"
+    "  --presence X  --frequency X  --repetition X\n"
+    "  --seed S                seeds the draws (default: OS entropy)\n"
+    "penalty state:\n"
+    "  --penalty-order openai|tt\n"
+    "  --prompt FILE.npy       [B, S] int32/int64 prompt tokens, -1 = padding\n"
+    "  --output-tokens FILE.npy  [B, S] int32/int64 tokens already generated, -1 = padding\n"
+    "output:\n"
+    "  --logprobs N            log-prob, rank and top-N log-probs of every user\n"
+    "  --logprobs-mode raw|penalized|processed  (default raw)\n"
+    "  --draws N               N independent draws from the same state (default 1)\n"
+    "  --help                  this text\n"
+    "\n"
+    "Exit status: 0 success, 1 internal failure, 2 invalid arguments or input (one line on\n"
+    "stderr, nothing on stdout).\n";
+
+/* The per-user options, in the order of ms_sampling_params. */
+enum { P_TEMPERATURE, P_TOP_K, P_TOP_P, P_MIN_P, P_PRESENCE, P_FREQUENCY, P_REPETITION, P_SEED, P_COUNT };
+
+static const struct {
+    const char *name;
+    bool is_int;
+} per_user[P_COUNT] = {
+    [P_TEMPERATURE] = {"temperature", false}, [P_TOP_K] = {"top-k", true},
+    [P_TOP_P] = {"top-p", false},             [P_MIN_P] = {"min-p", false},
+    [P_PRESENCE] = {"presence", false},       [P_FREQUENCY] = {"frequency", false},
+    [P_REPETITION] = {"repetition", false},   [P_SEED] = {"seed", true},
+};
+
+typedef struct sample_opts {
+    const char *logits_path, *prompt_path, *output_path;
+    int dtype; /* -1: the file's */
+    int32_t vocab_size; /* 0: all columns */
+    int32_t rows, cols, axis, dp, max_top_k, threads;
+    bool axis_set, threads_set;
+    ms_backend backend;
+    struct {
+        float *f;
+        int64_t *i;
+        int32_t n; /* 0: not given */
+    } vals[P_COUNT];
+    int32_t logprobs; /* -1: off */
+    ms_logprobs_mode lp_mode;
+    ms_penalty_order order;
+    int64_t draws;
+} sample_opts;
+
+static void opts_free(sample_opts *s)
+{
+    for (int k = 0; k < P_COUNT; k++) {
+        free(s->vals[k].f);
+        free(s->vals[k].i);
+    }
+}
+
+/* Parse argv into s. Returns 0, 1 when --help was printed, or -1 after printing the error. */
+static int parse_args(int argc, char **argv, sample_opts *s)
+{
+    memset(s, 0, sizeof *s);
+    s->dtype = -1;
+    s->rows = s->cols = s->dp = 1;
+    s->logprobs = -1;
+    s->draws = 1;
+    s->backend = MS_BACKEND_HOST;
+    s->lp_mode = MS_LOGPROBS_RAW;
+    s->order = MS_PENALTY_ORDER_OPENAI;
+
+    cli_opts o;
+    cli_opts_init(&o, argc, argv);
+    while (cli_opts_next(&o)) {
+        if (cli_opt_is(&o, "help")) {
+            fputs(sample_usage, stdout);
+            return 1;
+        }
+        int k;
+        for (k = 0; k < P_COUNT; k++)
+            if (cli_opt_is(&o, per_user[k].name))
+                break;
+        if (k < P_COUNT) {
+            const char *v = cli_opt_value(&o);
+            if (!v)
+                break;
+            free(s->vals[k].f);
+            free(s->vals[k].i);
+            s->vals[k].f = NULL;
+            s->vals[k].i = NULL;
+            const int rc = per_user[k].is_int ? cli_parse_ilist(v, &s->vals[k].i, &s->vals[k].n)
+                                              : cli_parse_flist(v, &s->vals[k].f, &s->vals[k].n);
+            if (rc) {
+                s->vals[k].n = 0;
+                cli_error(CMD, "--%s: '%.100s' is not %s or a comma-separated list of them",
+                          per_user[k].name, v, per_user[k].is_int ? "an integer" : "a number");
+                return -1;
+            }
+            continue;
+        }
+        const char *v = NULL;
+        bool bad = false;
+        if (cli_opt_is(&o, "logits")) {
+            bad = !(s->logits_path = v = cli_opt_value(&o));
+        } else if (cli_opt_is(&o, "prompt")) {
+            bad = !(s->prompt_path = v = cli_opt_value(&o));
+        } else if (cli_opt_is(&o, "output-tokens")) {
+            bad = !(s->output_path = v = cli_opt_value(&o));
+        } else if (cli_opt_is(&o, "dtype")) {
+            if (!(v = cli_opt_value(&o)))
+                break;
+            if (strcmp(v, "f32") == 0)
+                s->dtype = MS_DTYPE_F32;
+            else if (strcmp(v, "f16") == 0)
+                s->dtype = MS_DTYPE_F16;
+            else if (strcmp(v, "bf16") == 0)
+                s->dtype = MS_DTYPE_BF16;
+            else
+                bad = true;
+        } else if (cli_opt_is(&o, "vocab-size")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 1, INT32_MAX, &s->vocab_size);
+        } else if (cli_opt_is(&o, "mesh")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_mesh(v, &s->rows, &s->cols);
+        } else if (cli_opt_is(&o, "axis")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 0, 1, &s->axis);
+            s->axis_set = true;
+        } else if (cli_opt_is(&o, "dp")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 1, 1 << 20, &s->dp);
+        } else if (cli_opt_is(&o, "max-top-k")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 0, INT32_MAX, &s->max_top_k);
+        } else if (cli_opt_is(&o, "threads")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 0, 4096, &s->threads);
+            s->threads_set = true;
+        } else if (cli_opt_is(&o, "backend")) {
+            if (!(v = cli_opt_value(&o)))
+                break;
+            if (strcmp(v, "host") == 0)
+                s->backend = MS_BACKEND_HOST;
+            else if (strcmp(v, "mpi") == 0)
+                s->backend = MS_BACKEND_MPI;
+            else
+                bad = true;
+        } else if (cli_opt_is(&o, "penalty-order")) {
+            if (!(v = cli_opt_value(&o)))
+                break;
+            if (strcmp(v, "openai") == 0)
+                s->order = MS_PENALTY_ORDER_OPENAI;
+            else if (strcmp(v, "tt") == 0)
+                s->order = MS_PENALTY_ORDER_TT;
+            else
+                bad = true;
+        } else if (cli_opt_is(&o, "logprobs")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 0, 1 << 20, &s->logprobs);
+        } else if (cli_opt_is(&o, "logprobs-mode")) {
+            if (!(v = cli_opt_value(&o)))
+                break;
+            if (strcmp(v, "raw") == 0)
+                s->lp_mode = MS_LOGPROBS_RAW;
+            else if (strcmp(v, "penalized") == 0)
+                s->lp_mode = MS_LOGPROBS_PENALIZED;
+            else if (strcmp(v, "processed") == 0)
+                s->lp_mode = MS_LOGPROBS_PROCESSED;
+            else
+                bad = true;
+        } else if (cli_opt_is(&o, "draws")) {
+            bad = !(v = cli_opt_value(&o)) || cli_parse_i64(v, &s->draws) || s->draws < 1 ||
+                  s->draws > MAX_DRAWS;
+        } else {
+            cli_opt_unknown(&o);
+            break;
+        }
+        if (o.error)
+            break;
+        if (bad) {
+            cli_error(CMD, "--%.*s: invalid value '%.100s'", (int)o.name_len, o.name, v ? v : "");
+            return -1;
+        }
+    }
+    if (o.error) {
+        cli_error(CMD, "%s", o.msg);
+        return -1;
+    }
+    if (!s->logits_path) {
+        cli_error(CMD, "--logits FILE.npy is required (see --help)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Read a [B, S] int32/int64 token matrix (-1 = padding) as int32. *tokens is malloc'd (at least
+ * one element so the library never sees NULL). Prints the error and returns -1 on failure. */
+static int read_tokens(const char *opt, const char *path, int32_t batch, int32_t **tokens,
+                       int32_t *cols)
+{
+    char err[NPY_ERR_LEN];
+    npy_array a;
+    *tokens = NULL;
+    if (npy_read_file(path, &a, err))
+        return cli_error(CMD, "--%s: %s", opt, err), -1;
+    int rc = -1;
+    if (a.hdr.dtype != NPY_I32 && a.hdr.dtype != NPY_I64) {
+        cli_error(CMD, "--%s: %s: dtype %s, expected int32 or int64 token ids", opt, path,
+                  npy_dtype_descr(a.hdr.dtype));
+        goto done;
+    }
+    if (a.hdr.ndim != 2 || a.hdr.shape[0] != batch || a.hdr.shape[1] > INT32_MAX) {
+        if (a.hdr.ndim == 2)
+            cli_error(CMD, "--%s: %s: expected shape [%d, S] (one row per user), got [%lld, %lld]", opt,
+                      path, (int)batch, (long long)a.hdr.shape[0], (long long)a.hdr.shape[1]);
+        else
+            cli_error(CMD, "--%s: %s: expected shape [%d, S] (one row per user), got a %d-D array", opt,
+                      path, (int)batch, a.hdr.ndim);
+        goto done;
+    }
+    const size_t n = a.hdr.count;
+    int32_t *t = malloc((n ? n : 1) * sizeof *t);
+    if (!t) {
+        cli_error_status(CLI_EXIT_FAILURE, CMD, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const int64_t v = a.hdr.dtype == NPY_I32 ? ((const int32_t *)a.data)[i] : ((const int64_t *)a.data)[i];
+        /* Only the narrowing is checked here; the library judges ids against the vocabulary. */
+        if (v < INT32_MIN || v > INT32_MAX) {
+            cli_error(CMD, "--%s: %s: token id %lld (row %zu) out of range", opt, path, (long long)v,
+                      i / (size_t)(a.hdr.shape[1] ? a.hdr.shape[1] : 1));
+            free(t);
+            goto done;
+        }
+        t[i] = (int32_t)v;
+    }
+    *tokens = t;
+    *cols = (int32_t)a.hdr.shape[1];
+    rc = 0;
+done:
+    npy_free(&a);
+    return rc;
+}
+
+/* Point the per-user fields of p at the option values: one value broadcasts, B values are a
+ * list. Prints the error and returns -1 for any other length. */
+static int build_params(const sample_opts *s, int32_t batch, ms_sampling_params *p)
+{
+    ms_sampling_params_init(p);
+    ms_fparam *fdst[P_COUNT] = {
+        [P_TEMPERATURE] = &p->temperature, [P_TOP_P] = &p->top_p, [P_MIN_P] = &p->min_p,
+        [P_PRESENCE] = &p->presence_penalty, [P_FREQUENCY] = &p->frequency_penalty,
+        [P_REPETITION] = &p->repetition_penalty,
+    };
+    ms_iparam *idst[P_COUNT] = {[P_TOP_K] = &p->top_k, [P_SEED] = &p->seed};
+    for (int k = 0; k < P_COUNT; k++) {
+        const int32_t n = s->vals[k].n;
+        if (n == 0)
+            continue;
+        if (n != 1 && n != batch) {
+            cli_error(CMD, "--%s: %d values given, expected 1 or %d (one per user)", per_user[k].name,
+                      (int)n, (int)batch);
+            return -1;
+        }
+        if (per_user[k].is_int)
+            *idst[k] = n == 1 ? ms_iscalar(s->vals[k].i[0]) : ms_ilist(s->vals[k].i, n);
+        else
+            *fdst[k] = n == 1 ? ms_fscalar(s->vals[k].f[0]) : ms_flist(s->vals[k].f, n);
+    }
+    if (s->logprobs >= 0) {
+        p->enable_log_probs = ms_iscalar(1);
+        p->num_logprobs = ms_iscalar(s->logprobs);
+    }
+    return 0;
+}
+
+/* The library's message for a failed call on g, or the generic one. */
+static const char *gen_error(const ms_generator *g, ms_status st)
+{
+    const char *m = g ? ms_generator_last_error(g) : "";
+    return m && *m ? m : ms_status_message(st);
+}
+
+int cli_sample_main(int argc, char **argv)
+{
+    sample_opts s;
+    const int prc = parse_args(argc, argv, &s);
+    if (prc) {
+        opts_free(&s);
+        return prc > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+
+    int rc = CLI_EXIT_USAGE;
+    npy_array logits = {0};
+    int32_t *prompt = NULL, *outtok = NULL, prompt_cols = 0, out_cols = 0;
+    int64_t *seeds = NULL;
+    ms_generator *g = NULL;
+    ms_logits *views = NULL;
+    ms_step_output out = {0};
+    strbuf buf = {0};
+    char err[NPY_ERR_LEN];
+    ms_status st;
+
+    /* ---- the logits file ---- */
+    if (npy_read_file(s.logits_path, &logits, err)) {
+        cli_error(CMD, "--logits: %s", err);
+        goto done;
+    }
+    const npy_header *h = &logits.hdr;
+    if (h->ndim != 2 || h->shape[0] < 1 || h->shape[1] < 1 || h->shape[0] > INT32_MAX ||
+        h->shape[1] > INT32_MAX) {
+        if (h->ndim == 2)
+            cli_error(CMD, "--logits: %s: expected a non-empty [batch, vocab] array, got [%lld, %lld]",
+                      s.logits_path, (long long)h->shape[0], (long long)h->shape[1]);
+        else
+            cli_error(CMD, "--logits: %s: expected a 2-D [batch, vocab] array, got a %d-D array",
+                      s.logits_path, h->ndim);
+        goto done;
+    }
+    ms_dtype dtype;
+    switch (h->dtype) {
+    case NPY_F32: dtype = MS_DTYPE_F32; break;
+    case NPY_F16: dtype = MS_DTYPE_F16; break;
+    case NPY_U16: dtype = MS_DTYPE_BF16; break;
+    default:
+        cli_error(CMD, "--logits: %s: dtype %s; expected <f4, <f2, or <u2 with --dtype bf16",
+                  s.logits_path, npy_dtype_descr(h->dtype));
+        goto done;
+    }
+    if (h->dtype == NPY_U16 && s.dtype != MS_DTYPE_BF16) {
+        cli_error(CMD, "--logits: %s: a uint16 array holds bf16 bit patterns only with --dtype bf16",
+                  s.logits_path);
+        goto done;
+    }
+    if (s.dtype >= 0 && (ms_dtype)s.dtype != dtype) {
+        cli_error(CMD, "--dtype %s does not match the file's dtype %s",
+                  s.dtype == MS_DTYPE_F32 ? "f32" : s.dtype == MS_DTYPE_F16 ? "f16" : "bf16",
+                  npy_dtype_descr(h->dtype));
+        goto done;
+    }
+    const int32_t batch = (int32_t)h->shape[0], padded = (int32_t)h->shape[1];
+    const int32_t vocab = s.vocab_size ? s.vocab_size : padded;
+    if (vocab > padded) {
+        cli_error(CMD, "--vocab-size %d exceeds the file's %d columns", (int)vocab, (int)padded);
+        goto done;
+    }
+    if (batch % s.dp != 0) {
+        cli_error(CMD, "--dp %d does not divide the batch of %d users", (int)s.dp, (int)batch);
+        goto done;
+    }
+
+    /* ---- histories and parameters (all before the generator, so errors come early) ---- */
+    if (s.prompt_path && read_tokens("prompt", s.prompt_path, batch, &prompt, &prompt_cols))
+        goto done;
+    if (s.output_path && read_tokens("output-tokens", s.output_path, batch, &outtok, &out_cols))
+        goto done;
+    ms_sampling_params params;
+    if (build_params(&s, batch, &params))
+        goto done;
+
+    /* ---- the generator ---- */
+    ms_generator_config cfg;
+    ms_generator_config_init(&cfg);
+    cfg.mesh.vocab_size = vocab;
+    cfg.mesh.padded_vocab_size = padded;
+    cfg.mesh.rows = s.rows;
+    cfg.mesh.cols = s.cols;
+    if (s.axis_set)
+        cfg.mesh.all_gather_axis = s.axis;
+    cfg.mesh.sampling_dp = s.dp;
+    cfg.mesh.max_batch_size = batch / s.dp;
+    cfg.mesh.max_top_k = s.max_top_k;
+    if (s.threads_set)
+        cfg.num_threads = s.threads;
+    cfg.backend = s.backend;
+    cfg.logprobs_mode = s.lp_mode;
+    cfg.penalty_order = s.order;
+    /* Let --logprobs ask for more than the default cap of 20; the library still bounds it. */
+    if (s.logprobs > cfg.max_logprobs)
+        cfg.max_logprobs = s.logprobs;
+    st = ms_generator_create(&cfg, &g);
+    if (st != MS_OK) {
+        const char *m = ms_create_last_error();
+        cli_error(CMD, "%s", m && *m ? m : ms_status_message(st));
+        g = NULL;
+        goto done;
+    }
+    if (ms_generator_num_users(g) != batch) {
+        rc = cli_error_status(CLI_EXIT_FAILURE, CMD, "generator has %d users, the file %d",
+                              (int)ms_generator_num_users(g), (int)batch);
+        goto done;
+    }
+    if ((st = ms_generator_reset_sampling_params(g, &params, NULL, 0)) != MS_OK) {
+        rc = cli_error_status(cli_exit_for(st), CMD, "%s", gen_error(g, st));
+        goto done;
+    }
+    if (s.vals[P_SEED].n) {
+        if (!(seeds = malloc((size_t)batch * sizeof *seeds))) {
+            rc = cli_error_status(CLI_EXIT_FAILURE, CMD, "out of memory");
+            goto done;
+        }
+        for (int32_t u = 0; u < batch; u++)
+            seeds[u] = s.vals[P_SEED].i[s.vals[P_SEED].n == 1 ? 0 : u];
+        if ((st = ms_generator_reset_seed(g, seeds, batch, NULL, batch)) != MS_OK) {
+            rc = cli_error_status(cli_exit_for(st), CMD, "--seed: %s", gen_error(g, st));
+            goto done;
+        }
+    }
+    if (prompt && (st = ms_generator_reset_prompt_tokens(g, prompt, batch, prompt_cols, NULL)) != MS_OK) {
+        rc = cli_error_status(cli_exit_for(st), CMD, "--prompt: %s", gen_error(g, st));
+        goto done;
+    }
+    if (outtok && (st = ms_generator_reset_output_state(g, outtok, batch, out_cols, NULL)) != MS_OK) {
+        rc = cli_error_status(cli_exit_for(st), CMD, "--output-tokens: %s", gen_error(g, st));
+        goto done;
+    }
+
+    /* ---- one view per device of the full matrix ---- */
+    if (s.backend != MS_BACKEND_HOST) {
+        /* An MPI rank would pass its own shard; this single-process tool holds the whole
+         * matrix and cannot know which shard is its rank's. */
+        cli_error(CMD, "--backend mpi: the CLI drives host meshes only");
+        goto done;
+    }
+    const int32_t n_views = ms_generator_num_shards(g);
+    if (n_views < 1 || !(views = calloc((size_t)n_views, sizeof *views))) {
+        rc = cli_error_status(CLI_EXIT_FAILURE, CMD, "bad shard count %d", (int)n_views);
+        goto done;
+    }
+    const ms_logits full = {.data = logits.data, .dtype = dtype, .row_stride = 0};
+    for (int32_t d = 0; d < n_views; d++) {
+        if ((st = ms_generator_device_view(g, &full, d, &views[d])) != MS_OK) {
+            rc = cli_error_status(cli_exit_for(st), CMD, "device %d: %s", (int)d, gen_error(g, st));
+            goto done;
+        }
+    }
+
+    /* ---- the draws, buffered ---- */
+    const int32_t stride = ms_generator_max_logprobs(g);
+    if (cli_step_output_alloc(&out, batch, stride)) {
+        rc = cli_error_status(CLI_EXIT_FAILURE, CMD, "out of memory");
+        goto done;
+    }
+    for (int64_t d = 0; d < s.draws; d++) {
+        if ((st = ms_generator_sample_peek(g, views, n_views, (uint64_t)d, &out)) != MS_OK) {
+            rc = cli_error_status(cli_exit_for(st), CMD, "%s", gen_error(g, st));
+            goto done;
+        }
+        cli_emit_step(&buf, d, batch, &out, stride, s.logprobs >= 0);
+        if (buf.oom) {
+            rc = cli_error_status(CLI_EXIT_FAILURE, CMD, "out of memory buffering the output");
+            goto done;
+        }
+    }
+    if (buf.len && fwrite(buf.p, 1, buf.len, stdout) != buf.len) {
+        rc = cli_error_status(CLI_EXIT_FAILURE, CMD, "write error on stdout");
+        goto done;
+    }
+    rc = fflush(stdout) == 0 ? CLI_EXIT_OK : cli_error_status(CLI_EXIT_FAILURE, CMD, "write error on stdout");
+
+done:
+    sb_free(&buf);
+    cli_step_output_free(&out);
+    free(views);
+    ms_generator_destroy(g);
+    free(seeds);
+    free(prompt);
+    free(outtok);
+    npy_free(&logits);
+    opts_free(&s);
+    return rc;
+}
