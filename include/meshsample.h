@@ -106,6 +106,7 @@ typedef struct ms_generator_config {
     ms_logprobs_mode logprobs_mode;  /* default RAW */
     ms_penalty_order penalty_order;  /* default OPENAI */
     bool enable_internal_trace;      /* default true */
+    int64_t mpi_comm;                /* set by ms_generator_config_set_mpi (meshsample/mpi.h) */
 } ms_generator_config;
 
 /* Fill every field with its default (1x1 mesh, B = 32, exact mode, host backend). */

@@ -98,11 +98,6 @@ static ms_status check_config(const ms_generator_config *cfg)
     if ((int64_t)m->max_batch_size * m->sampling_dp > (1 << 24))
         CFG_FAIL("max_batch_size * sampling_dp = %lld users is too many",
                  (long long)m->max_batch_size * m->sampling_dp);
-    if (cfg->backend == MS_BACKEND_MPI) {
-        snprintf(create_error, sizeof create_error,
-                 "backend mpi: not supported yet (the MPI transport is not built in)");
-        return MS_ERR_UNSUPPORTED;
-    }
     return MS_OK;
 }
 
@@ -122,6 +117,15 @@ static void workers_free(ms_generator *g)
 void ms_generator_destroy(ms_generator *g)
 {
     if (!g) return;
+    ms__comm_destroy(&g->comm);
+    free(g->xsend);
+    free(g->xrecv);
+    free(g->fsend);
+    free(g->frecv);
+    free(g->fcounts);
+    free(g->osend);
+    free(g->orecv);
+    free(g->fall);
     workers_free(g);
     if (g->hist)
         for (int32_t u = 0; u < g->U; u++) ms__history_free(&g->hist[u]);
@@ -248,7 +252,20 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
     g->W = g->Vp / g->T;
     g->max_lp = cfg->max_logprobs;
     if (m->max_top_k > 0 && g->max_lp > m->max_top_k) g->max_lp = m->max_top_k;
-    int32_t nt = cfg->num_threads ? cfg->num_threads : omp_get_num_procs();
+    if (cfg->backend == MS_BACKEND_MPI) {
+        ms_status cs = ms__comm_init_mpi(&g->comm, cfg->mpi_comm, g->R, g->C, g->axis, g->dp,
+                                         create_error, sizeof create_error);
+        if (cs != MS_OK) {
+            free(g->err);
+            free(g);
+            return cs;
+        }
+    } else {
+        ms__comm_init_host(&g->comm, g->T, g->O);
+    }
+    /* one rank per device shares the cores with its neighbours: one thread unless asked */
+    int32_t nt = cfg->num_threads ? cfg->num_threads
+                                  : (cfg->backend == MS_BACKEND_MPI ? 1 : omp_get_num_procs());
     if (nt < 1) nt = 1;
     if (nt > 256) nt = 256;
     g->nthreads = nt;
@@ -260,13 +277,14 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
     g->hist = calloc((size_t)g->U, sizeof *g->hist);
     g->res = calloc((size_t)g->U * (size_t)g->T, sizeof *g->res);
     g->fb = calloc((size_t)g->U, sizeof *g->fb);
+    g->fcounts = calloc((size_t)g->T, sizeof *g->fcounts);
     g->workers = calloc((size_t)nt, sizeof *g->workers);
     const size_t ntop = (size_t)g->U * (size_t)(g->max_lp ? g->max_lp : 1);
     g->uo = calloc((size_t)g->U, ms__user_out_size());
     g->top_ids = calloc(ntop, sizeof *g->top_ids);
     g->top_lp = calloc(ntop, sizeof *g->top_lp);
     if (!g->params || !g->plan || !g->seed || !g->counter || !g->hist || !g->res || !g->fb ||
-        !g->workers || !g->uo || !g->top_ids || !g->top_lp)
+        !g->workers || !g->uo || !g->top_ids || !g->top_lp || !g->fcounts)
         goto oom;
     const ms_slot_params d = ms__slot_params_default();
     for (int32_t u = 0; u < g->U; u++) {

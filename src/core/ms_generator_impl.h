@@ -2,6 +2,7 @@
 #ifndef MS_GENERATOR_IMPL_H
 #define MS_GENERATOR_IMPL_H
 
+#include "comm/ms_comm.h"
 #include "common/ms_internal.h"
 #include "core/ms_params.h"
 #include "core/ms_penalties.h"
@@ -56,6 +57,17 @@ struct ms_generator {
     ms__scan_result *res; /* [U][T] */
     ms__fallback *fb;     /* [U] */
     ms__worker *workers;  /* [nthreads] */
+    ms__comm comm;
+    /* exchange buffers (only the mpi transport moves bytes) */
+    void *xsend, *xrecv;
+    size_t xsend_cap, xrecv_cap;
+    void *fsend, *frecv;
+    size_t fsend_cap, frecv_cap;
+    size_t *fcounts; /* [T] */
+    void *osend, *orecv;
+    size_t osend_cap, orecv_cap;
+    ms__cand *fall; /* survivors of the fallback users, assembled */
+    size_t fall_cap;
     /* per-step outputs of the final stage, allocated once */
     void *uo;             /* user_out[U] */
     int32_t *top_ids;     /* [U * max_lp] */

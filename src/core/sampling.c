@@ -382,12 +382,13 @@ static bool final_stage(ms_generator *g, int32_t u, uint64_t off, ms__worker *wk
 
 /* The fallback round, per shard: every real token of user u with z' >= thr_v. */
 static ms_status collect_survivors(ms_generator *g, const ms_logits *logits, int32_t u,
-                                   float thr_v, ms__worker *wk, size_t *count)
+                                   float thr_v, int32_t s_begin, int32_t s_end, ms__worker *wk,
+                                   size_t *count)
 {
     size_t n = 0;
     const ms_slot_params *sp = &g->params[u];
     const ms__user_plan *pl = &g->plan[u];
-    for (int32_t s = 0; s < g->T; s++) {
+    for (int32_t s = s_begin; s < s_end; s++) {
         const int32_t grp = u / g->B;
         const int32_t dev = g->cfg.backend == MS_BACKEND_MPI ? 0 : ms__device_of(g, grp, s);
         const ms_logits *l = &logits[dev];
@@ -539,15 +540,196 @@ static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__c
     return MS_OK;
 }
 
+/* ---- exchange of the per-shard records (one packed all-gather per step) ---- */
+
+typedef struct rec_hdr {
+    int32_t n_cand, n_rawc, truncated, pad;
+    ms__lse pen, raw;
+} rec_hdr;
+
+static size_t rec_bytes(const ms_generator *g)
+{
+    return sizeof(rec_hdr) + (size_t)(g->kcap + (g->rawcap ? g->rawcap : 0)) * sizeof(ms__cand);
+}
+
+static ms_status grow(void **p, size_t *cap, size_t need)
+{
+    if (need <= *cap) return MS_OK;
+    void *q = realloc(*p, need);
+    if (!q) return MS_ERR_NO_MEMORY;
+    *p = q;
+    *cap = need;
+    return MS_OK;
+}
+
+static ms_status transport_error(ms_generator *g, ms_status st, const char *what)
+{
+    if (g->comm.err[0]) {
+        ms__err_set(g->err, st, "sample: %s: %s", what, g->comm.err);
+        g->comm.err[0] = '\0';
+        return st;
+    }
+    return ms__err_set(g->err, st, "sample: %s failed (%s)", what, ms_status_message(st));
+}
+
+/* Pack this device's records of users [u0, u1), gather them over the gather axis and unpack
+ * every shard's records into g->res. */
+static ms_status exchange_records(ms_generator *g, int32_t u0, int32_t u1)
+{
+    if (g->comm.shard < 0) { /* host: the records already sit in shared memory */
+        ms_status st = ms__comm_allgather(&g->comm, NULL, NULL, 0);
+        return st == MS_OK ? st : transport_error(g, st, "gather of the candidates");
+    }
+    const size_t rb = rec_bytes(g), n = (size_t)(u1 - u0);
+    MS_RETURN_ERROR_IF(grow(&g->xsend, &g->xsend_cap, rb * n) != MS_OK ||
+                           grow(&g->xrecv, &g->xrecv_cap, rb * n * (size_t)g->T) != MS_OK,
+                       g->err, MS_ERR_NO_MEMORY, "sample: out of memory for the gather buffers");
+    const int32_t me = g->comm.shard;
+    for (int32_t u = u0; u < u1; u++) {
+        const ms__scan_result *r = &g->res[(size_t)u * g->T + me];
+        char *p = (char *)g->xsend + rb * (size_t)(u - u0);
+        rec_hdr h = {r->n_cand, r->n_rawc, r->truncated, 0, r->pen, r->raw_lse};
+        memcpy(p, &h, sizeof h);
+        memcpy(p + sizeof h, r->cand, (size_t)r->n_cand * sizeof(ms__cand));
+        memcpy(p + sizeof h + (size_t)g->kcap * sizeof(ms__cand), r->raw,
+               (size_t)r->n_rawc * sizeof(ms__cand));
+    }
+    ms_status st = ms__comm_allgather(&g->comm, g->xsend, g->xrecv, rb * n);
+    if (st != MS_OK) return transport_error(g, st, "gather of the candidates");
+    for (int32_t s = 0; s < g->T; s++)
+        for (int32_t u = u0; u < u1; u++) {
+            const char *p = (const char *)g->xrecv + rb * ((size_t)s * n + (size_t)(u - u0));
+            ms__scan_result *r = &g->res[(size_t)u * g->T + s];
+            rec_hdr h;
+            memcpy(&h, p, sizeof h);
+            r->cand = g->cand + ((size_t)u * g->T + s) * g->kcap;
+            r->raw = g->rawc + ((size_t)u * g->T + s) * (g->rawcap ? g->rawcap : 1);
+            r->n_cand = h.n_cand;
+            r->n_rawc = h.n_rawc;
+            r->truncated = h.truncated != 0;
+            r->pen = h.pen;
+            r->raw_lse = h.raw;
+            if (s == g->comm.shard) continue;
+            memcpy(r->cand, p + sizeof h, (size_t)h.n_cand * sizeof(ms__cand));
+            memcpy(r->raw, p + sizeof h + (size_t)g->kcap * sizeof(ms__cand),
+                   (size_t)h.n_rawc * sizeof(ms__cand));
+        }
+    return MS_OK;
+}
+
+/* The fallback round over a transport: each device sends its survivors of every flagged user
+ * (in user order: a count, then the candidates); the receivers concatenate per user. */
+static ms_status fallback_round_mpi(ms_generator *g, const ms_logits *logits, int32_t u0,
+                                    int32_t u1, uint64_t off, user_out *uo)
+{
+    ms__worker *wk = &g->workers[0];
+    size_t used = 0;
+    for (int32_t u = u0; u < u1; u++) {
+        if (!g->fb[u].active) continue;
+        size_t na = 0;
+        MS_RETURN_ERROR_IF(collect_survivors(g, logits, u, g->fb[u].thr_v, g->comm.shard,
+                                             g->comm.shard + 1, wk, &na) != MS_OK,
+                           g->err, MS_ERR_NO_MEMORY, "sample: out of memory in the fallback");
+        size_t need = used + sizeof(int64_t) + na * sizeof(ms__cand);
+        MS_RETURN_ERROR_IF(grow(&g->fsend, &g->fsend_cap, need) != MS_OK, g->err,
+                           MS_ERR_NO_MEMORY, "sample: out of memory in the fallback");
+        int64_t c = (int64_t)na;
+        memcpy((char *)g->fsend + used, &c, sizeof c);
+        memcpy((char *)g->fsend + used + sizeof c, wk->fb, na * sizeof(ms__cand));
+        used = need;
+    }
+    ms_status st = ms__comm_allgatherv(&g->comm, g->fsend, used, &g->frecv, &g->frecv_cap,
+                                       g->fcounts);
+    if (st != MS_OK) return transport_error(g, st, "gather of the fallback survivors");
+    /* cursors into each device's segment */
+    size_t cur[64], *curs = g->T <= 64 ? cur : calloc((size_t)g->T, sizeof *curs);
+    MS_RETURN_ERROR_IF(!curs, g->err, MS_ERR_NO_MEMORY, "sample: out of memory in the fallback");
+    size_t base = 0;
+    for (int32_t s = 0; s < g->T; s++) {
+        curs[s] = base;
+        base += g->fcounts[s];
+    }
+    for (int32_t u = u0; u < u1 && st == MS_OK; u++) {
+        if (!g->fb[u].active) continue;
+        size_t na = 0;
+        for (int32_t s = 0; s < g->T; s++) {
+            int64_t c;
+            memcpy(&c, (char *)g->frecv + curs[s], sizeof c);
+            if (grow((void **)&g->fall, &g->fall_cap, (na + (size_t)c) * sizeof(ms__cand)) !=
+                MS_OK) {
+                st = MS_ERR_NO_MEMORY;
+                break;
+            }
+            memcpy(g->fall + na, (char *)g->frecv + curs[s] + sizeof c,
+                   (size_t)c * sizeof(ms__cand));
+            curs[s] += sizeof c + (size_t)c * sizeof(ms__cand);
+            na += (size_t)c;
+        }
+        if (st == MS_OK)
+            st = fallback_finish(g, u, off, g->fall, na, g->fb[u].thr_v == INFINITY, &uo[u]);
+    }
+    if (curs != cur) free(curs);
+    MS_RETURN_ERROR_IF(st != MS_OK, g->err, st, "sample: out of memory in the fallback");
+    return MS_OK;
+}
+
+/* Outputs of one user as they travel between DP groups. */
+typedef struct out_hdr {
+    int32_t token, bad, rank, n_top;
+    double logprob;
+} out_hdr;
+
+static ms_status share_outputs(ms_generator *g, int32_t u0, int32_t u1, user_out *uo)
+{
+    if (g->comm.group < 0 || g->dp == 1) { /* host, or every group sampled every user */
+        ms_status st = ms__comm_allgather_groups(&g->comm, NULL, NULL, 0);
+        return st == MS_OK ? st : transport_error(g, st, "exchange of the outputs");
+    }
+    const size_t cap = (size_t)g->max_lp;
+    const size_t ob = sizeof(out_hdr) + cap * (sizeof(int32_t) + sizeof(float));
+    const size_t n = (size_t)(u1 - u0);
+    MS_RETURN_ERROR_IF(grow(&g->osend, &g->osend_cap, ob * n) != MS_OK ||
+                           grow(&g->orecv, &g->orecv_cap, ob * (size_t)g->U) != MS_OK,
+                       g->err, MS_ERR_NO_MEMORY, "sample: out of memory for the outputs");
+    for (int32_t u = u0; u < u1; u++) {
+        char *p = (char *)g->osend + ob * (size_t)(u - u0);
+        out_hdr h = {uo[u].token, uo[u].bad, uo[u].rank, uo[u].n_top, uo[u].logprob};
+        memcpy(p, &h, sizeof h);
+        memcpy(p + sizeof h, uo[u].top_ids, (size_t)uo[u].n_top * sizeof(int32_t));
+        memcpy(p + sizeof h + cap * sizeof(int32_t), uo[u].top_lp,
+               (size_t)uo[u].n_top * sizeof(float));
+    }
+    ms_status st = ms__comm_allgather_groups(&g->comm, g->osend, g->orecv, ob * n);
+    if (st != MS_OK) return transport_error(g, st, "exchange of the outputs");
+    for (int32_t u = 0; u < g->U; u++) {
+        const char *p = (const char *)g->orecv + ob * (size_t)u; /* group order = user order */
+        out_hdr h;
+        memcpy(&h, p, sizeof h);
+        uo[u].token = h.token;
+        uo[u].bad = h.bad != 0;
+        uo[u].rank = h.rank;
+        uo[u].n_top = h.n_top;
+        uo[u].logprob = h.logprob;
+        memcpy(uo[u].top_ids, p + sizeof h, (size_t)h.n_top * sizeof(int32_t));
+        memcpy(uo[u].top_lp, p + sizeof h + cap * sizeof(int32_t), (size_t)h.n_top * sizeof(float));
+    }
+    return MS_OK;
+}
+
 ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
                    uint64_t draw_offset, bool commit, const ms_step_output *out)
 {
     MS_FORWARD_IF_ERROR(check_logits(g, logits, n_logits, out));
     const int32_t U = g->U, T = g->T;
+    /* The users and shards this process computes: all of them on the host transport. */
+    const int32_t u0 = g->comm.group < 0 ? 0 : g->comm.group * g->B;
+    const int32_t u1 = g->comm.group < 0 ? U : u0 + (g->dp > 1 ? g->B : U);
+    const int32_t s0 = g->comm.shard < 0 ? 0 : g->comm.shard;
+    const int32_t ns = g->comm.shard < 0 ? T : 1;
 
     /* Grow per-thread scan scratch for the longest history in a shard (rare, amortised). */
     size_t need = 0;
-    for (int32_t u = 0; u < U; u++) {
+    for (int32_t u = u0; u < u1; u++) {
         int32_t nh = g->plan[u].penalties ? g->hist[u].n : 0;
         size_t b = ms__scan_scratch_bytes(g->plan[u].K, g->plan[u].n_raw, nh, g->W);
         if (b > need) need = b;
@@ -563,47 +745,54 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
     }
 
     /* Per-device stage. */
-    const int64_t items = (int64_t)U * T;
+    const int64_t items = (int64_t)(u1 - u0) * ns;
 #pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++)
-        shard_stage(g, logits, (int32_t)(it / T), (int32_t)(it % T),
+        shard_stage(g, logits, u0 + (int32_t)(it / ns), s0 + (int32_t)(it % ns),
                     &g->workers[omp_get_thread_num()]);
 
-    /* Host transport: the records already sit in shared memory, the gather is free. */
+    MS_FORWARD_IF_ERROR(exchange_records(g, u0, u1));
 
-    /* Final stage, replicated per DP group in a real mesh; here once per user. */
+    /* Final stage, replicated on every device of a group. */
     user_out *uo = g->uo;
     const int32_t cap = g->max_lp;
-    int32_t *top_ids = g->top_ids;
-    float *top_lp = g->top_lp;
+    for (int32_t u = 0; u < U; u++) {
+        uo[u].top_ids = g->top_ids + (size_t)u * (size_t)cap;
+        uo[u].top_lp = g->top_lp + (size_t)u * (size_t)cap;
+    }
     int32_t n_fb = 0;
 #pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 4) reduction(+ : n_fb)
-    for (int32_t u = 0; u < U; u++) {
-        uo[u].top_ids = top_ids + (size_t)u * (size_t)cap;
-        uo[u].top_lp = top_lp + (size_t)u * (size_t)cap;
+    for (int32_t u = u0; u < u1; u++) {
         g->fb[u].active = final_stage(g, u, draw_offset, &g->workers[omp_get_thread_num()],
                                       &uo[u], &g->fb[u]);
         n_fb += g->fb[u].active;
     }
-    ms_status st = MS_OK;
     if (n_fb > 0) {
         /* The fallback round: gather every survivor of the flagged users, then finish them. */
+        if (g->comm.shard >= 0) {
+            MS_FORWARD_IF_ERROR(fallback_round_mpi(g, logits, u0, u1, draw_offset, uo));
+        } else {
+            ms_status st = ms__comm_allgatherv(&g->comm, NULL, 0, NULL, NULL, NULL);
+            if (st != MS_OK) return transport_error(g, st, "gather of the fallback survivors");
 #pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 1)
-        for (int32_t u = 0; u < U; u++) {
-            if (!g->fb[u].active) continue;
-            ms__worker *wk = &g->workers[omp_get_thread_num()];
-            size_t na = 0;
-            ms_status s1 = collect_survivors(g, logits, u, g->fb[u].thr_v, wk, &na);
-            if (s1 == MS_OK)
-                s1 = fallback_finish(g, u, draw_offset, wk->fb, na, g->fb[u].thr_v == INFINITY,
-                                     &uo[u]);
-            if (s1 != MS_OK) {
+            for (int32_t u = u0; u < u1; u++) {
+                if (!g->fb[u].active) continue;
+                ms__worker *wk = &g->workers[omp_get_thread_num()];
+                size_t na = 0;
+                ms_status s1 = collect_survivors(g, logits, u, g->fb[u].thr_v, 0, T, wk, &na);
+                if (s1 == MS_OK)
+                    s1 = fallback_finish(g, u, draw_offset, wk->fb, na,
+                                         g->fb[u].thr_v == INFINITY, &uo[u]);
+                if (s1 != MS_OK) {
 #pragma omp critical(ms_step_err)
-                st = s1;
+                    st = s1;
+                }
             }
+            if (st != MS_OK)
+                return ms__err_set(g->err, st, "sample: out of memory in the exact-mode fallback");
         }
     }
-    if (st != MS_OK) return ms__err_set(g->err, st, "sample: out of memory in the exact-mode fallback");
+    MS_FORWARD_IF_ERROR(share_outputs(g, u0, u1, uo));
 
     for (int32_t u = 0; u < U; u++) {
         out->tokens[u] = uo[u].token;
@@ -618,15 +807,14 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
             if (out->top_logprobs) out->top_logprobs[(size_t)u * cap + i] = uo[u].top_lp[i];
         }
     }
+
     if (commit) {
         for (int32_t u = 0; u < U; u++) {
             int32_t tok = out->tokens[u];
-            if (tok >= 0) {
-                st = ms__history_add_output(&g->hist[u], tok, 1);
-                MS_RETURN_ERROR_IF(st != MS_OK, g->err, st,
-                                   "sample: out of memory growing the history of user %d",
-                                   (int)u);
-            }
+            if (tok < 0) continue;
+            ms_status st = ms__history_add_output(&g->hist[u], tok, 1);
+            MS_RETURN_ERROR_IF(st != MS_OK, g->err, st,
+                               "sample: out of memory growing the history of user %d", (int)u);
         }
         if (g->replicate_slot >= 0) {
             g->counter[g->replicate_slot]++;
