@@ -657,3 +657,8 @@ ms_status ms_generator_sample_peek(ms_generator *g, const ms_logits *logits, int
     if (!g) return MS_ERR_MISUSE;
     return ms__step(g, logits, n_logits, draw_offset, false, out);
 }
+
+void ms__generator_inject_fault(ms_generator *g, int64_t n, ms_status status)
+{
+    if (g) ms__comm_inject_fault(&g->comm, n, status);
+}

@@ -80,6 +80,11 @@ int32_t ms__device_of(const ms_generator *g, int32_t group, int32_t shard);
 /* Recompute plans and grow the step buffers for the current parameters. */
 ms_status ms__generator_replan(ms_generator *g);
 
+/* Test-only: the n-th transport exchange from now (0-based) fails with status (n < 0 clears).
+ * Every transport, host included, counts its exchanges, so every error path of the step can be
+ * driven: a failed step changes no state. */
+void ms__generator_inject_fault(ms_generator *g, int64_t n, ms_status status);
+
 /* Size of the final stage's per-user output record (sampling.c). */
 size_t ms__user_out_size(void);
 
