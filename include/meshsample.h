@@ -73,6 +73,13 @@ typedef enum ms_logprobs_mode {
 
 typedef enum ms_backend { MS_BACKEND_HOST = 0, MS_BACKEND_MPI = 1 } ms_backend;
 
+/* Where the gather buffers live (TT's DECODE_SAMPLING_INPUT_MEMCFG): DEFAULT heap pages, or
+ * HUGEPAGE (transparent huge pages asked for with madvise, fewer TLB misses on big gathers). */
+typedef enum ms_buffer_placement {
+    MS_BUFFERS_DEFAULT = 0,
+    MS_BUFFERS_HUGEPAGE = 1
+} ms_buffer_placement;
+
 /* ---------------------------------------------------------------------------------------------
  * Configuration (TT's `args`)
  * ------------------------------------------------------------------------------------------- */
@@ -90,11 +97,16 @@ typedef struct ms_mesh_config {
     int32_t max_batch_size;    /* users per DP group (B). Default 32. */
     int32_t max_top_k;         /* 0 = exact mode (default); > 0 = TT truncated mode cap. */
     /* TT arguments with no direct analogue (see README): */
-    const int32_t *worker_cpus; /* sub_core_grids/start_core: CPUs the workers run on, borrowed
-                                   during create only; NULL = no pinning. */
+    const int32_t *worker_cpus; /* sub_core_grids/start_core: the CPUs worker t runs on is
+                                   worker_cpus[t % n] (pinned; the calling thread, worker 0, only
+                                   during a step). Copied at create; NULL = no pinning. */
     int32_t num_worker_cpus;
-    int32_t num_links;          /* GALAXY_NUM_LINKS: concurrent gather segments; default 1. */
-    bool allow_force_argmax;    /* SAMPLING_AG_CONFIG.allow_force_argmax; default true. */
+    int32_t num_links;          /* GALAXY_NUM_LINKS / SAMPLING_AG_CONFIG.num_links: how many
+                                   segments of the gather travel concurrently (mpi); default 1. */
+    bool allow_force_argmax;    /* SAMPLING_AG_CONFIG.allow_force_argmax: when every user is
+                                   greedy without log-probs, devices send only (max, id); default
+                                   true. */
+    ms_buffer_placement buffer_placement; /* DECODE_SAMPLING_INPUT_MEMCFG */
 } ms_mesh_config;
 
 typedef struct ms_generator_config {

@@ -20,6 +20,10 @@ typedef struct mpi_ctx {
     void *req_recv;
     size_t req_bytes;
     int persistent_ok; /* the library's persistent all-gather passed the probe at create */
+    int links;         /* concurrent segments of a gather (GALAXY_NUM_LINKS) */
+    void *seg;         /* staging of a segmented gather */
+    size_t seg_cap;
+    MPI_Request *reqs;
     int *counts, *displs;
     char err[MPI_MAX_ERROR_STRING];
 } mpi_ctx;
@@ -42,10 +46,49 @@ static ms_status mpi_fail(int rc)
     return rc == MPI_SUCCESS ? MS_OK : MS_ERR_TRANSPORT;
 }
 
+/* The gather cut into `links` segments in flight at once (TT's links): segment l of every
+ * device lands in staging [l][T][len_l], then moves to its place in recv. */
+static ms_status allgather_segmented(mpi_ctx *x, const void *send, void *recv, size_t bytes)
+{
+    const size_t L = (size_t)x->links, T = (size_t)x->T;
+    const size_t seg = (bytes + L - 1) / L;
+    if (x->seg_cap < bytes * T) {
+        void *p = realloc(x->seg, bytes * T);
+        if (!p) return MS_ERR_NO_MEMORY;
+        x->seg = p;
+        x->seg_cap = bytes * T;
+    }
+    size_t off = 0;
+    int rc = MPI_SUCCESS;
+    for (size_t l = 0; l < L; l++) {
+        size_t len = l * seg >= bytes ? 0 : (bytes - l * seg < seg ? bytes - l * seg : seg);
+        x->reqs[l] = MPI_REQUEST_NULL;
+        if (len == 0) continue;
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Iallgather((const char *)send + l * seg, (int)len, MPI_BYTE,
+                                (char *)x->seg + off, (int)len, MPI_BYTE, x->gather, &x->reqs[l]);
+        off += len * T;
+    }
+    int rw = MPI_SUCCESS;
+    for (size_t l = 0; l < L; l++) /* one by one: GCC misreads MPI_STATUSES_IGNORE's size */
+        if (MPI_Wait(&x->reqs[l], MPI_STATUS_IGNORE) != MPI_SUCCESS) rw = MPI_ERR_OTHER;
+    if (rc != MPI_SUCCESS || rw != MPI_SUCCESS) return MS_ERR_TRANSPORT;
+    off = 0;
+    for (size_t l = 0; l < L; l++) {
+        size_t len = l * seg >= bytes ? 0 : (bytes - l * seg < seg ? bytes - l * seg : seg);
+        for (size_t s = 0; s < T; s++)
+            memcpy((char *)recv + s * bytes + l * seg, (const char *)x->seg + off + s * len, len);
+        off += len * T;
+    }
+    return MS_OK;
+}
+
 static ms_status mpi_allgather(void *vctx, const void *send, void *recv, size_t bytes)
 {
     mpi_ctx *x = vctx;
     if (bytes > INT32_MAX) return MS_ERR_UNSUPPORTED;
+    if (x->links > 1 && bytes >= (size_t)x->links * 1024)
+        return allgather_segmented(x, send, recv, bytes);
 #if MPI_VERSION >= 4
     if (!x->persistent_ok)
         return mpi_fail(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
@@ -119,6 +162,8 @@ static void mpi_destroy(void *vctx)
     }
     free(x->counts);
     free(x->displs);
+    free(x->seg);
+    free(x->reqs);
     free(x);
 }
 
@@ -166,7 +211,7 @@ static const ms__comm_i mpi_i = {
 };
 
 ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t cols, int32_t axis,
-                            int32_t dp, char *msg, size_t cap)
+                            int32_t dp, int32_t links, char *msg, size_t cap)
 {
     int inited = 0;
     MPI_Initialized(&inited);
@@ -191,11 +236,14 @@ ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t co
     if (x) {
         x->counts = calloc((size_t)T, sizeof *x->counts);
         x->displs = calloc((size_t)T, sizeof *x->displs);
+        x->links = links < 1 ? 1 : links;
+        x->reqs = calloc((size_t)x->links, sizeof *x->reqs);
     }
-    if (!x || !x->counts || !x->displs) {
+    if (!x || !x->counts || !x->displs || !x->reqs) {
         if (x) {
             free(x->counts);
             free(x->displs);
+            free(x->reqs);
         }
         free(x);
         snprintf(msg, cap, "backend mpi: out of memory");
@@ -244,9 +292,9 @@ int ms_mpi_available(void)
 }
 
 ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t cols, int32_t axis,
-                            int32_t dp, char *msg, size_t cap)
+                            int32_t dp, int32_t links, char *msg, size_t cap)
 {
-    (void)c, (void)fcomm, (void)rows, (void)cols, (void)axis, (void)dp;
+    (void)c, (void)fcomm, (void)rows, (void)cols, (void)axis, (void)dp, (void)links;
     snprintf(msg, cap, "backend mpi: this build of meshsample has no MPI transport");
     return MS_ERR_UNSUPPORTED;
 }

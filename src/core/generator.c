@@ -1,5 +1,6 @@
 /* ms_generator: configuration, parameters, seeds and penalty state around the step. */
 #include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -78,6 +79,19 @@ static ms_status check_config(const ms_generator_config *cfg)
     if (m->num_links < 0) CFG_FAIL("num_links is %d: must be >= 0", (int)m->num_links);
     if (m->num_worker_cpus < 0 || (m->num_worker_cpus > 0 && !m->worker_cpus))
         CFG_FAIL("worker_cpus: %d cpus given with a NULL list", (int)m->num_worker_cpus);
+    if (m->num_worker_cpus > 0) {
+        cpu_set_t allowed;
+        CPU_ZERO(&allowed);
+        if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) CPU_ZERO(&allowed);
+        for (int32_t i = 0; i < m->num_worker_cpus; i++) {
+            int32_t c = m->worker_cpus[i];
+            if (c < 0 || c >= CPU_SETSIZE || !CPU_ISSET(c, &allowed))
+                CFG_FAIL("worker_cpus[%d] = %d is not a CPU this process may run on", (int)i,
+                         (int)c);
+        }
+    }
+    if ((unsigned)m->buffer_placement > MS_BUFFERS_HUGEPAGE)
+        CFG_FAIL("buffer_placement %d unknown", (int)m->buffer_placement);
     if ((unsigned)cfg->logprobs_mode > MS_LOGPROBS_PROCESSED)
         CFG_FAIL("logprobs_mode %d unknown", (int)cfg->logprobs_mode);
     if ((unsigned)cfg->penalty_order > MS_PENALTY_ORDER_TT)
@@ -126,6 +140,7 @@ void ms_generator_destroy(ms_generator *g)
     free(g->osend);
     free(g->orecv);
     free(g->fall);
+    free(g->cpus);
     workers_free(g);
     if (g->hist)
         for (int32_t u = 0; u < g->U; u++) ms__history_free(&g->hist[u]);
@@ -170,8 +185,10 @@ static ms__user_plan plan_user(const ms_generator *g, const ms_slot_params *p)
 ms_status ms__generator_replan(ms_generator *g)
 {
     int32_t kcap = 1, rawcap = 0;
+    g->force_argmax = g->cfg.mesh.allow_force_argmax;
     for (int32_t u = 0; u < g->U; u++) {
         g->plan[u] = plan_user(g, &g->params[u]);
+        g->force_argmax &= g->plan[u].greedy && !g->plan[u].logprobs;
         if (g->plan[u].K > kcap) kcap = g->plan[u].K;
         if (g->plan[u].n_raw > rawcap) rawcap = g->plan[u].n_raw;
     }
@@ -236,7 +253,13 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
     g->err = calloc(1, sizeof *g->err);
     if (!g->err) goto oom;
     g->cfg = *cfg;
-    g->cfg.mesh.worker_cpus = NULL; /* borrowed during create only */
+    g->cfg.mesh.worker_cpus = NULL; /* borrowed during create only: copied below */
+    if (cfg->mesh.num_worker_cpus > 0) {
+        g->cpus = malloc((size_t)cfg->mesh.num_worker_cpus * sizeof *g->cpus);
+        if (!g->cpus) goto oom;
+        memcpy(g->cpus, cfg->mesh.worker_cpus, (size_t)cfg->mesh.num_worker_cpus * sizeof *g->cpus);
+        g->ncpus = cfg->mesh.num_worker_cpus;
+    }
     const ms_mesh_config *m = &cfg->mesh;
     g->V = m->vocab_size;
     g->Vp = m->padded_vocab_size ? m->padded_vocab_size : m->vocab_size;
@@ -254,7 +277,7 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
     if (m->max_top_k > 0 && g->max_lp > m->max_top_k) g->max_lp = m->max_top_k;
     if (cfg->backend == MS_BACKEND_MPI) {
         ms_status cs = ms__comm_init_mpi(&g->comm, cfg->mpi_comm, g->R, g->C, g->axis, g->dp,
-                                         create_error, sizeof create_error);
+                                         cfg->mesh.num_links, create_error, sizeof create_error);
         if (cs != MS_OK) {
             free(g->err);
             free(g);

@@ -58,6 +58,9 @@ struct ms_generator {
     ms__fallback *fb;     /* [U] */
     ms__worker *workers;  /* [nthreads] */
     ms__comm comm;
+    int32_t *cpus; /* worker pinning, [ncpus] */
+    int32_t ncpus;
+    bool force_argmax; /* every user greedy without log-probs, and allowed */
     /* exchange buffers (only the mpi transport moves bytes) */
     void *xsend, *xrecv;
     size_t xsend_cap, xrecv_cap;

@@ -1,8 +1,11 @@
 /* One sampling step: per-shard stage -> gather -> final stage (DESIGN 3), plus the exact-mode
  * fallback round for users whose survivors may extend past the gathered candidates. */
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "common/ms_rng.h"
 #include "core/ms_generator_impl.h"
@@ -540,6 +543,23 @@ static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__c
     return MS_OK;
 }
 
+/* ---- worker pinning (TT's sub_core_grids) ---- */
+
+static _Thread_local const ms_generator *pinned_for;
+
+/* Pin the calling OpenMP worker to its CPU once per generator (threads of the pool are reused). */
+static void pin_worker(const ms_generator *g)
+{
+    if (!g->ncpus) return;
+    const int t = omp_get_thread_num();
+    if (t == 0 || pinned_for == g) return; /* worker 0 is the caller: pinned per step */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(g->cpus[t % g->ncpus], &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    pinned_for = g;
+}
+
 /* ---- exchange of the per-shard records (one packed all-gather per step) ---- */
 
 typedef struct rec_hdr {
@@ -547,8 +567,11 @@ typedef struct rec_hdr {
     ms__lse pen, raw;
 } rec_hdr;
 
+/* Force-argmax fast path: when every user is greedy without log-probs, a record is the local
+ * (max, id) alone. */
 static size_t rec_bytes(const ms_generator *g)
 {
+    if (g->force_argmax) return sizeof(ms__cand);
     return sizeof(rec_hdr) + (size_t)(g->kcap + (g->rawcap ? g->rawcap : 0)) * sizeof(ms__cand);
 }
 
@@ -559,6 +582,22 @@ static ms_status grow(void **p, size_t *cap, size_t need)
     if (!q) return MS_ERR_NO_MEMORY;
     *p = q;
     *cap = need;
+    return MS_OK;
+}
+
+/* Gather buffers honour the placement asked for (TT's DECODE_SAMPLING_INPUT_MEMCFG). */
+static ms_status grow_gather(const ms_generator *g, void **p, size_t *cap, size_t need)
+{
+    if (need <= *cap) return MS_OK;
+    if (g->cfg.mesh.buffer_placement != MS_BUFFERS_HUGEPAGE) return grow(p, cap, need);
+    const size_t huge = (size_t)2 << 20;
+    size_t bytes = (need + huge - 1) / huge * huge;
+    void *q = NULL;
+    if (posix_memalign(&q, huge, bytes) != 0) return MS_ERR_NO_MEMORY;
+    madvise(q, bytes, MADV_HUGEPAGE); /* advice only: without THP the pages stay small */
+    free(*p);
+    *p = q;
+    *cap = bytes;
     return MS_OK;
 }
 
@@ -581,13 +620,18 @@ static ms_status exchange_records(ms_generator *g, int32_t u0, int32_t u1)
         return st == MS_OK ? st : transport_error(g, st, "gather of the candidates");
     }
     const size_t rb = rec_bytes(g), n = (size_t)(u1 - u0);
-    MS_RETURN_ERROR_IF(grow(&g->xsend, &g->xsend_cap, rb * n) != MS_OK ||
-                           grow(&g->xrecv, &g->xrecv_cap, rb * n * (size_t)g->T) != MS_OK,
+    MS_RETURN_ERROR_IF(grow_gather(g, &g->xsend, &g->xsend_cap, rb * n) != MS_OK ||
+                           grow_gather(g, &g->xrecv, &g->xrecv_cap, rb * n * (size_t)g->T) != MS_OK,
                        g->err, MS_ERR_NO_MEMORY, "sample: out of memory for the gather buffers");
     const int32_t me = g->comm.shard;
     for (int32_t u = u0; u < u1; u++) {
         const ms__scan_result *r = &g->res[(size_t)u * g->T + me];
         char *p = (char *)g->xsend + rb * (size_t)(u - u0);
+        if (g->force_argmax) { /* an id of -1 marks a shard without a real token */
+            ms__cand c = r->n_cand ? r->cand[0] : (ms__cand){-INFINITY, -INFINITY, -1};
+            memcpy(p, &c, sizeof c);
+            continue;
+        }
         rec_hdr h = {r->n_cand, r->n_rawc, r->truncated, 0, r->pen, r->raw_lse};
         memcpy(p, &h, sizeof h);
         memcpy(p + sizeof h, r->cand, (size_t)r->n_cand * sizeof(ms__cand));
@@ -600,10 +644,20 @@ static ms_status exchange_records(ms_generator *g, int32_t u0, int32_t u1)
         for (int32_t u = u0; u < u1; u++) {
             const char *p = (const char *)g->xrecv + rb * ((size_t)s * n + (size_t)(u - u0));
             ms__scan_result *r = &g->res[(size_t)u * g->T + s];
-            rec_hdr h;
-            memcpy(&h, p, sizeof h);
             r->cand = g->cand + ((size_t)u * g->T + s) * g->kcap;
             r->raw = g->rawc + ((size_t)u * g->T + s) * (g->rawcap ? g->rawcap : 1);
+            if (g->force_argmax) {
+                ms__cand c;
+                memcpy(&c, p, sizeof c);
+                r->n_cand = c.id >= 0;
+                r->cand[0] = c;
+                r->n_rawc = 0;
+                r->truncated = true;
+                r->pen = r->raw_lse = ms__lse_empty();
+                continue;
+            }
+            rec_hdr h;
+            memcpy(&h, p, sizeof h);
             r->n_cand = h.n_cand;
             r->n_rawc = h.n_rawc;
             r->truncated = h.truncated != 0;
@@ -716,8 +770,27 @@ static ms_status share_outputs(ms_generator *g, int32_t u0, int32_t u1, user_out
     return MS_OK;
 }
 
+static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_logits,
+                           uint64_t draw_offset, bool commit, const ms_step_output *out);
+
 ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
                    uint64_t draw_offset, bool commit, const ms_step_output *out)
+{
+    if (!g->ncpus) return step_impl(g, logits, n_logits, draw_offset, commit, out);
+    /* The caller is worker 0: it runs on worker_cpus[0] for the step, then gets its own
+     * affinity back. */
+    cpu_set_t saved, set;
+    bool have = pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
+    CPU_ZERO(&set);
+    CPU_SET(g->cpus[0], &set);
+    if (have) pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    ms_status st = step_impl(g, logits, n_logits, draw_offset, commit, out);
+    if (have) pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
+    return st;
+}
+
+static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_logits,
+                           uint64_t draw_offset, bool commit, const ms_step_output *out)
 {
     MS_FORWARD_IF_ERROR(check_logits(g, logits, n_logits, out));
     const int32_t U = g->U, T = g->T;
@@ -746,10 +819,14 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
 
     /* Per-device stage. */
     const int64_t items = (int64_t)(u1 - u0) * ns;
-#pragma omp parallel for num_threads(g->nthreads) schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; it++)
-        shard_stage(g, logits, u0 + (int32_t)(it / ns), s0 + (int32_t)(it % ns),
-                    &g->workers[omp_get_thread_num()]);
+#pragma omp parallel num_threads(g->nthreads)
+    {
+        pin_worker(g);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < items; it++)
+            shard_stage(g, logits, u0 + (int32_t)(it / ns), s0 + (int32_t)(it % ns),
+                        &g->workers[omp_get_thread_num()]);
+    }
 
     MS_FORWARD_IF_ERROR(exchange_records(g, u0, u1));
 
