@@ -123,6 +123,8 @@ static void workers_free(ms_generator *g)
         ms__free(g->workers[t].merge);
         ms__free(g->workers[t].merge_raw);
         free(g->workers[t].fb);
+        free(g->workers[t].fb_x);
+        free(g->workers[t].fb_bin);
     }
     free(g->workers);
     g->workers = NULL;

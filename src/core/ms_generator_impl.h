@@ -28,6 +28,9 @@ typedef struct ms__worker {
     ms__cand *merge_raw; /* T * rawcap */
     ms__cand *fb;        /* survivors of the fallback round */
     size_t fb_cap;
+    float *fb_x;         /* their w - wmax, then their mass */
+    uint16_t *fb_bin;
+    size_t fb_xcap;
 } ms__worker;
 
 /* A user whose survivors may extend past the gathered candidates. */

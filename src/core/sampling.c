@@ -421,9 +421,41 @@ static ms_status collect_survivors(ms_generator *g, const ms_logits *logits, int
     return MS_OK;
 }
 
+/* Index of the Gumbel-max winner among A[0..n): max of w + g(seed, ctr, id), ties to the lower
+ * id, with w = v / T (0 for +inf tokens). Noise comes 16 tokens at a time, and the two logs are
+ * skipped for a token that provably cannot reach the best score bs so far: it would need
+ * E = -log(u) <= exp(w - bs) <= exp(wmax - bs) = c, while E >= 1 - u; so 1 - u > c rules it out
+ * (c carries a 1e-9 margin for the rounding of exp). */
+static size_t gumbel_argmax(const ms__cand *A, size_t n, double T, bool inf_mode, double wmax,
+                            uint64_t seed, uint64_t ctr)
+{
+    const ms__block_ops *ops = ms__block_ops_get();
+    int32_t ids[256];
+    double u[256];
+    size_t best = 0;
+    double bs = -INFINITY, c = INFINITY;
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        const int32_t m = n - i0 < 256 ? (int32_t)(n - i0) : 256;
+        for (int32_t j = 0; j < m; j++) ids[j] = A[i0 + (size_t)j].id;
+        ops->uniforms(seed, ctr, ids, m, u);
+        for (int32_t j = 0; j < m; j++) {
+            if (1.0 - u[j] > c) continue;
+            const size_t i = i0 + (size_t)j;
+            const double w = inf_mode ? 0.0 : (double)A[i].v / T;
+            const double sc = w + -log(-log(u[j]));
+            if (sc > bs || (sc == bs && A[i].id < A[best].id)) {
+                bs = sc;
+                best = i;
+                c = exp(wmax - bs) * (1.0 + 1e-9);
+            }
+        }
+    }
+    return best;
+}
+
 /* Finish user u on the full survivor set A (unsorted). */
 static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__cand *A, size_t na,
-                                 bool inf_mode, user_out *o)
+                                 bool inf_mode, ms__worker *wk, user_out *o)
 {
     const ms_slot_params *sp = &g->params[u];
     const ms__user_plan *pl = &g->plan[u];
@@ -451,43 +483,63 @@ static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__c
     }
     /* S in A[0..ns); the top-p cut, without sorting the set: bin by w, sort the boundary bin. */
     double zs = (double)ns; /* mass of S relative to wmax (all +inf tokens weigh 1) */
+    bool zs_known = inf_mode;
     if (!inf_mode && sp->top_p < 1.0f) {
-        double *mass = calloc(FB_BINS, sizeof *mass);
-        if (!mass) return MS_ERR_NO_MEMORY;
+        if (ns > wk->fb_xcap) {
+            float *x = realloc(wk->fb_x, ns * sizeof *x);
+            if (x) wk->fb_x = x;
+            uint16_t *bb = realloc(wk->fb_bin, ns * sizeof *bb);
+            if (bb) wk->fb_bin = bb;
+            if (!x || !bb) return MS_ERR_NO_MEMORY;
+            wk->fb_xcap = ns;
+        }
+        float *mass = wk->fb_x;
+        uint16_t *bin = wk->fb_bin;
+        for (size_t i = 0; i < ns; i++) {
+            const double d = wmax - (double)A[i].v / T;
+            bin[i] = (uint16_t)fb_bin(d);
+            mass[i] = (float)-d;
+        }
+        /* Masses by the vector exp (relative error ~1e-7): the same survivors in the same order
+         * on every mesh give the same bits. */
+        for (size_t i = 0; i < ns; i += 1u << 20) {
+            size_t m = ns - i < (1u << 20) ? ns - i : (1u << 20);
+            ms__block_ops_get()->expv(mass + i, (int32_t)m, mass + i);
+        }
+        double hist[FB_BINS];
+        memset(hist, 0, sizeof hist);
         double z = 0.0;
         for (size_t i = 0; i < ns; i++) {
-            double d = wmax - (double)A[i].v / T;
-            int b = fb_bin(d);
-            double mm = exp(-d);
-            mass[b] += mm;
-            z += mm;
+            hist[bin[i]] += mass[i];
+            z += mass[i];
         }
         const double target = (double)sp->top_p * z;
         double cum = 0.0;
         int bstar = FB_BINS;
         for (int b = 0; b < FB_BINS; b++) {
-            if (cum + mass[b] >= target) {
+            if (cum + hist[b] >= target) {
                 bstar = b;
                 break;
             }
-            cum += mass[b];
+            cum += hist[b];
         }
-        free(mass);
         if (bstar < FB_BINS) {
             /* Partition: bins before b* first, then the boundary bin sorted by rank. */
             size_t w = 0;
             for (size_t i = 0; i < ns; i++) {
-                int b = fb_bin(wmax - (double)A[i].v / T);
-                if (b < bstar) {
+                if (bin[i] < bstar) {
                     ms__cand t = A[w];
-                    A[w++] = A[i];
+                    A[w] = A[i];
                     A[i] = t;
+                    uint16_t tb = bin[w];
+                    bin[w] = bin[i];
+                    bin[i] = tb;
+                    w++;
                 }
             }
             size_t nb = 0;
             for (size_t i = w; i < ns; i++) {
-                int b = fb_bin(wmax - (double)A[i].v / T);
-                if (b == bstar) {
+                if (bin[i] == bstar) {
                     ms__cand t = A[w + nb];
                     A[w + nb] = A[i];
                     A[i] = t;
@@ -506,22 +558,14 @@ static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__c
         } else {
             zs = z;
         }
-    } else if (!inf_mode) {
-        zs = 0.0;
-        for (size_t i = 0; i < ns; i++) zs += exp((double)A[i].v / T - wmax);
-    } else if (sp->top_k > 0 && (size_t)sp->top_k < ns) {
+        zs_known = true;
+    } else if (inf_mode && sp->top_k > 0 && (size_t)sp->top_k < ns) {
         /* +inf tokens: the first k by id */
         qsort(A, ns, sizeof *A, ms__cand_cmp_rank);
         ns = (size_t)sp->top_k;
         zs = (double)ns;
     }
-    size_t best = 0;
-    double bs = -INFINITY;
-    for (size_t i = 0; i < ns; i++) {
-        double w = inf_mode ? 0.0 : (double)A[i].v / T;
-        double sc = w + ms__gumbel(seed, ctr, A[i].id);
-        if (sc > bs || (sc == bs && A[i].id < A[best].id)) bs = sc, best = i;
-    }
+    const size_t best = gumbel_argmax(A, ns, T, inf_mode, wmax, seed, ctr);
     o->token = A[best].id;
     if (!pl->logprobs) return MS_OK;
     int32_t rank = 1;
@@ -532,6 +576,10 @@ static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__c
     case MS_LOGPROBS_RAW: o->logprob = logprob_of(A[best].raw, &st.raw); break;
     case MS_LOGPROBS_PENALIZED: o->logprob = logprob_of(A[best].v, &st.pen); break;
     case MS_LOGPROBS_PROCESSED: {
+        if (!zs_known) {
+            zs = 0.0;
+            for (size_t i = 0; i < ns; i++) zs += exp((double)A[i].v / T - wmax);
+        }
         const double lse = wmax + log(zs);
         o->logprob = (inf_mode ? 0.0 : (double)A[best].v / T) - lse;
         /* the stashed first candidates hold w; S is a prefix of rank order */
@@ -720,7 +768,8 @@ static ms_status fallback_round_mpi(ms_generator *g, const ms_logits *logits, in
             na += (size_t)c;
         }
         if (st == MS_OK)
-            st = fallback_finish(g, u, off, g->fall, na, g->fb[u].thr_v == INFINITY, &uo[u]);
+            st = fallback_finish(g, u, off, g->fall, na, g->fb[u].thr_v == INFINITY, &g->workers[0],
+                                 &uo[u]);
     }
     if (curs != cur) free(curs);
     MS_RETURN_ERROR_IF(st != MS_OK, g->err, st, "sample: out of memory in the fallback");
@@ -859,7 +908,7 @@ static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_l
                 ms_status s1 = collect_survivors(g, logits, u, g->fb[u].thr_v, 0, T, wk, &na);
                 if (s1 == MS_OK)
                     s1 = fallback_finish(g, u, draw_offset, wk->fb, na,
-                                         g->fb[u].thr_v == INFINITY, &uo[u]);
+                                         g->fb[u].thr_v == INFINITY, wk, &uo[u]);
                 if (s1 != MS_OK) {
 #pragma omp critical(ms_step_err)
                     st = s1;

@@ -76,6 +76,10 @@ typedef struct ms__block_ops {
     int32_t (*next_above)(const float *x, int32_t i, int32_t n, float t);
     /* n bf16 or f16 values to float, exactly */
     void (*convert)(const void *src, ms_dtype t, int32_t n, float *dst);
+    /* y[i] = exp(x[i]) for x <= 0, relative error ~1e-7 */
+    void (*expv)(const float *x, int32_t n, float *y);
+    /* u[i] = ms__uniform(seed, ctr, ids[i]) for i < n, bit for bit */
+    void (*uniforms)(uint64_t seed, uint64_t ctr, const int32_t *ids, int32_t n, double *u);
 } ms__block_ops;
 
 const ms__block_ops *ms__block_ops_get(void);

@@ -1,5 +1,6 @@
 #include <stdlib.h>
 
+#include "common/ms_rng.h"
 #include "kernels/ms_kernels.h"
 
 void ms__lse_add(ms__lse *l, float v, double inv_t)
@@ -94,12 +95,25 @@ static void convert_portable(const void *src, ms_dtype t, int32_t n, float *dst)
         for (int32_t i = 0; i < n; i++) dst[i] = ms__f16_to_f32(r[i]);
 }
 
+static void expv_portable(const float *x, int32_t n, float *y)
+{
+    for (int32_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+
+static void uniforms_portable(uint64_t seed, uint64_t ctr, const int32_t *ids, int32_t n,
+                              double *u)
+{
+    for (int32_t i = 0; i < n; i++) u[i] = ms__uniform(seed, ctr, ids[i]);
+}
+
 static const ms__block_ops portable_ops = {
     .name = "portable",
     .max = max_portable,
     .sumexp = sumexp_portable,
     .next_above = next_above_portable,
     .convert = convert_portable,
+    .expv = expv_portable,
+    .uniforms = uniforms_portable,
 };
 
 const ms__block_ops *ms__block_ops_portable(void)

@@ -109,12 +109,75 @@ MS_AVX512 static void convert_avx512(const void *src, ms_dtype t, int32_t n, flo
     }
 }
 
+MS_AVX512 static void expv_avx512(const float *x, int32_t n, float *y)
+{
+    const __m512 c = _mm512_set1_ps(1.4426950408889634f);
+    for (int32_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(y + i, k, exp2_avx512(_mm512_mul_ps(v, c)));
+    }
+}
+
+/* 32x32 -> 64-bit products of every lane with the constant m: high and low words. */
+MS_AVX512 static inline void mulhilo_avx512(__m512i a, __m512i m, __m512i *hi, __m512i *lo)
+{
+    const __m512i pe = _mm512_mul_epu32(a, m);                        /* even lanes */
+    const __m512i po = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m); /* odd lanes */
+    *lo = _mm512_mullo_epi32(a, m);
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
+}
+
+/* Philox4x32-10 for 16 token ids at once, the same rounds and key schedule as Random123's
+ * philox4x32 (counter (ctr low, ctr high, id, 0), key (seed low, seed high)). */
+MS_AVX512 static void uniforms_avx512(uint64_t seed, uint64_t ctr, const int32_t *ids, int32_t n,
+                                      double *u)
+{
+    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    const __m512d half = _mm512_set1_pd(0.5), scale = _mm512_set1_pd(0x1p-53);
+    /* unpacklo/hi of 32-bit words pair tokens {0,1,4,5,8,9,12,13} and {2,3,6,7,...} */
+    static const int order_lo[8] = {0, 1, 4, 5, 8, 9, 12, 13};
+    static const int order_hi[8] = {2, 3, 6, 7, 10, 11, 14, 15};
+    int32_t i = 0;
+    for (; i < n; i += 16) {
+        const int32_t m = n - i < 16 ? n - i : 16;
+        const __mmask16 k = (__mmask16)(m == 16 ? 0xffffu : ((1u << m) - 1u));
+        __m512i c0 = _mm512_set1_epi32((int)(uint32_t)ctr);
+        __m512i c1 = _mm512_set1_epi32((int)(uint32_t)(ctr >> 32));
+        __m512i c2 = _mm512_maskz_loadu_epi32(k, ids + i);
+        __m512i c3 = _mm512_setzero_si512();
+        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+        for (int r = 0; r < 10; r++) {
+            __m512i hi0, lo0, hi1, lo1;
+            mulhilo_avx512(c0, m0, &hi0, &lo0);
+            mulhilo_avx512(c2, m1, &hi1, &lo1);
+            c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32((int)k0), 0x96);
+            c1 = lo1;
+            c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32((int)k1), 0x96);
+            c3 = lo0;
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        const __m512i blo = _mm512_srli_epi64(_mm512_unpacklo_epi32(c0, c1), 11);
+        const __m512i bhi = _mm512_srli_epi64(_mm512_unpackhi_epi32(c0, c1), 11);
+        double tl[8], th[8];
+        _mm512_storeu_pd(tl, _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepu64_pd(blo), half), scale));
+        _mm512_storeu_pd(th, _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepu64_pd(bhi), half), scale));
+        for (int j = 0; j < 8; j++) {
+            if (order_lo[j] < m) u[i + order_lo[j]] = tl[j];
+            if (order_hi[j] < m) u[i + order_hi[j]] = th[j];
+        }
+    }
+}
+
 static const ms__block_ops avx512_ops = {
     .name = "avx512",
     .max = max_avx512,
     .sumexp = sumexp_avx512,
     .next_above = next_above_avx512,
     .convert = convert_avx512,
+    .expv = expv_avx512,
+    .uniforms = uniforms_avx512,
 };
 
 const ms__block_ops *ms__block_ops_avx512(void)
