@@ -70,8 +70,10 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch);
 typedef struct ms__block_ops {
     const char *name;
     float (*max)(const float *x, int32_t n); /* NaN ignored; -inf when none */
-    /* sum exp((x - m) * scale) over non-NaN x, with x <= m for all x */
-    double (*sumexp)(const float *x, int32_t n, float m, float scale);
+    /* sum exp((x - m) * scale) over non-NaN x, with x <= m for all x; meanwhile prefetches
+     * pf_bytes from pf (the next chunk of the row) so memory and exp work overlap */
+    double (*sumexp)(const float *x, int32_t n, float m, float scale, const void *pf,
+                     size_t pf_bytes);
     /* index of the first x > t at or after i, or n */
     int32_t (*next_above)(const float *x, int32_t i, int32_t n, float t);
     /* n bf16 or f16 values to float, exactly */

@@ -70,8 +70,10 @@ static float max_portable(const float *x, int32_t n)
     return m;
 }
 
-static double sumexp_portable(const float *x, int32_t n, float m, float scale)
+static double sumexp_portable(const float *x, int32_t n, float m, float scale, const void *pf,
+                              size_t pf_bytes)
 {
+    (void)pf, (void)pf_bytes;
     double s = 0.0;
     for (int32_t i = 0; i < n; i++) {
         float d = (x[i] - m) * scale;
@@ -186,6 +188,8 @@ static bool heap_offer(heap *hp, ms__cand c)
 /* Sub-block length of the first pass: each sub-block's maximum is one real element, so the
  * K-th largest sub-block maximum is a lower bound on the K-th largest value of the row. */
 #define MS_SUB 256
+/* Chunk of the pipelined passes: 64 KiB of f32, well inside L2 next to its successor. */
+#define MS_CHUNK 16384
 
 /* Floats of columns [a, a+n) of the row: in place for f32, converted into buf otherwise. */
 static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_job *job, float *buf,
@@ -239,22 +243,86 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     int32_t *len = start + nsb_cap;
     ms__cand *tmp = (ms__cand *)(((uintptr_t)(len + nsb_cap) + 15) & ~(uintptr_t)15);
 
-    /* Pass A: maxima of sub-blocks laid over the segments between history tokens, so no
-     * sub-block holds a penalised token. */
+    /* Pass A and pass C, chunk by chunk: the maxima of sub-blocks laid over the segments
+     * between history tokens (so no sub-block holds a penalised token), then, when statistics
+     * are wanted, the exp sum of the chunk while the next chunk is prefetched. */
+    const bool want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0;
+    const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
+    const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
+    const size_t esz = ms__dtype_size(job->dtype);
+    ms__lse seg = ms__lse_empty();
     int32_t nsb = 0, nreal = 0;
     float m = -INFINITY;
-    for (int32_t h = 0; h <= job->n_hist; h++) {
-        int32_t a = h == 0 ? 0 : job->hist[h - 1].id - job->id_base + 1;
-        int32_t b = h < job->n_hist ? job->hist[h].id - job->id_base : job->width;
-        for (; a < b; a += MS_SUB) {
-            int32_t n = b - a < MS_SUB ? b - a : MS_SUB;
-            float v = ops->max(row_floats(ops, job, buf, a, n), n);
-            bm[nsb] = v;
-            start[nsb] = a;
-            len[nsb] = n;
-            if (v > -INFINITY) sel[nreal++] = v;
-            nsb++;
-            m = v > m ? v : m;
+    int32_t hn = 0; /* next history token at or after the chunk */
+    for (int32_t c0 = 0; c0 < job->width; c0 += MS_CHUNK) {
+        const int32_t c1 = job->width - c0 < MS_CHUNK ? job->width : c0 + MS_CHUNK;
+        const int32_t first = nsb;
+        float cm = -INFINITY;
+        /* the segments of [c0, c1) between history tokens, cut into sub-blocks */
+        for (int32_t a = c0; a < c1;) {
+            while (hn < job->n_hist && job->hist[hn].id - job->id_base < a) hn++;
+            if (hn < job->n_hist && job->hist[hn].id - job->id_base == a) {
+                a++;
+                continue;
+            }
+            int32_t b = hn < job->n_hist ? job->hist[hn].id - job->id_base : c1;
+            if (b > c1) b = c1;
+            for (; a < b; a += MS_SUB) {
+                int32_t n = b - a < MS_SUB ? b - a : MS_SUB;
+                float v = ops->max(row_floats(ops, job, buf, a, n), n);
+                bm[nsb] = v;
+                start[nsb] = a;
+                len[nsb] = n;
+                if (v > -INFINITY) sel[nreal++] = v;
+                nsb++;
+                cm = v > cm ? v : cm;
+            }
+            a = b;
+        }
+        m = cm > m ? cm : m;
+        if (!want_sum || !(cm > -INFINITY) || cm == INFINITY || seg.ninf != 0) continue;
+        if (cm > seg.max) { /* rescale what was summed to the new maximum */
+            if (seg.max > -INFINITY) {
+                double d = (double)seg.max - (double)cm;
+                seg.sum *= exp(d);
+                seg.sum_t *= exp(d * inv_t);
+            }
+            seg.max = cm;
+        }
+        const size_t pf_bytes =
+            c1 < job->width ? (size_t)(job->width - c1 < MS_CHUNK ? job->width - c1 : MS_CHUNK) * esz
+                            : 0;
+        const char *pf = (const char *)job->row + (size_t)c1 * esz;
+        size_t pf_left = pf_bytes;
+        const int32_t cn = c1 - c0;
+        for (int32_t j = first; j < nsb;) {
+            /* runs of adjacent real sub-blocks, up to MS_BLOCK elements a call */
+            if (bm[j] == -INFINITY) {
+                j++;
+                continue;
+            }
+            int32_t x0 = start[j], n = len[j];
+            j++;
+            while (j < nsb && bm[j] > -INFINITY && start[j] == x0 + n && n + len[j] <= MS_BLOCK)
+                n += len[j++];
+            const float *x = row_floats(ops, job, buf, x0, n);
+            /* this call's share of the next chunk, in proportion to its length */
+            size_t share = (pf_bytes * (size_t)n + (size_t)cn - 1) / (size_t)cn;
+            if (share > pf_left) share = pf_left;
+            seg.sum += ops->sumexp(x, n, seg.max, 1.0f, pf, share);
+            pf += share;
+            pf_left -= share;
+            if (scale_t != 1.0f) seg.sum_t += ops->sumexp(x, n, seg.max, scale_t, NULL, 0);
+        }
+    }
+    if (scale_t == 1.0f) seg.sum_t = seg.sum;
+    /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */
+    if (m == INFINITY) {
+        seg = ms__lse_empty();
+        for (int32_t j = 0; j < nsb; j++) {
+            if (bm[j] != INFINITY) continue;
+            const float *x = row_floats(ops, job, buf, start[j], len[j]);
+            for (int32_t i = 0; i < len[j]; i++) seg.ninf += x[i] == INFINITY;
         }
     }
 
@@ -271,32 +339,6 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             heap_offer(&hp, (ms__cand){x[i], x[i], job->id_base + start[j] + i});
             if (hp.n == hp.cap && hp.h[0].v > thr) thr = hp.h[0].v;
         }
-    }
-
-    /* Pass C: the exp sums, relative to the segment maximum (the row is in L2 by now). */
-    const bool want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0;
-    const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
-    const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
-    ms__lse seg = ms__lse_empty();
-    /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */
-    if (m == INFINITY) {
-        for (int32_t j = 0; j < nsb; j++) {
-            if (bm[j] != INFINITY) continue;
-            const float *x = row_floats(ops, job, buf, start[j], len[j]);
-            for (int32_t i = 0; i < len[j]; i++) seg.ninf += x[i] == INFINITY;
-        }
-    } else if (want_sum && m > -INFINITY) {
-        seg.max = m;
-        for (int32_t j = 0; j < nsb;) {
-            /* Runs of adjacent sub-blocks become one call of up to MS_BLOCK elements. */
-            int32_t a = start[j], n = len[j];
-            j++;
-            while (j < nsb && start[j] == a + n && n + len[j] <= MS_BLOCK) n += len[j++];
-            const float *x = row_floats(ops, job, buf, a, n);
-            seg.sum += ops->sumexp(x, n, m, 1.0f);
-            if (scale_t != 1.0f) seg.sum_t += ops->sumexp(x, n, m, scale_t);
-        }
-        if (scale_t == 1.0f) seg.sum_t = seg.sum;
     }
 
     res->pen = seg;

@@ -64,7 +64,8 @@ MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
         acc = _mm512_mask_add_ps(acc, k_, acc, exp2_avx512(_mm512_fmadd_ps(x_, c, nmc)));         \
     } while (0)
 
-MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float scale)
+MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float scale,
+                                      const void *pf, size_t pf_bytes)
 {
     /* (x - m) * scale * log2(e) as one FMA, x*c - fl(m*c); the rounding of m*c is a common
      * factor 2^err of every term, undone on the total below. */
@@ -75,10 +76,20 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 s0 = _mm512_setzero_ps(), s1 = s0;
     int32_t i = 0;
+    /* Spread the prefetch of the next chunk over this loop: its lines arrive in L2 while the
+     * exps run, so the next max pass reads from cache instead of memory. */
+    const char *p = pf;
+    const size_t iters = (size_t)n / 32 + 1;
+    const size_t lines = pf ? (pf_bytes + 63) / 64 : 0;
+    const size_t per = (lines + iters - 1) / iters;
+    size_t done = 0;
     for (; i + 32 <= n; i += 32) {
+        for (size_t k = 0; k < per && done < lines; k++, done++)
+            _mm_prefetch(p + done * 64, _MM_HINT_T1);
         MS_SUMEXP_STEP(s0, _mm512_loadu_ps(x + i));
         MS_SUMEXP_STEP(s1, _mm512_loadu_ps(x + i + 16));
     }
+    for (; done < lines; done++) _mm_prefetch(p + done * 64, _MM_HINT_T1);
     for (; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
         MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k, x + i));
