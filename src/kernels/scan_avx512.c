@@ -56,12 +56,12 @@ MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
     return _mm512_scalef_ps(p, n);
 }
 
-/* One step of the exp sum: lanes that are NaN or -inf add nothing. */
+/* One step of the exp sum. max(t, -200) maps NaN (max returns its second operand) and -inf
+ * to 2^-200, which scalef flushes to 0: such lanes add nothing, without a mask. */
 #define MS_SUMEXP_STEP(acc, xv)                                                                   \
     do {                                                                                          \
-        const __m512 x_ = (xv);                                                                   \
-        const __mmask16 k_ = _mm512_cmp_ps_mask(x_, ninf, _CMP_GT_OQ);                            \
-        acc = _mm512_mask_add_ps(acc, k_, acc, exp2_avx512(_mm512_fmadd_ps(x_, c, nmc)));         \
+        const __m512 t_ = _mm512_max_ps(_mm512_fmadd_ps((xv), c, nmc), lo);                      \
+        acc = _mm512_add_ps(acc, exp2_avx512(t_));                                                \
     } while (0)
 
 MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float scale,
@@ -73,7 +73,7 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
     const float mc = m * cf;
     const float err = fmaf(m, cf, -mc);
     const __m512 c = _mm512_set1_ps(cf), nmc = _mm512_set1_ps(-mc);
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-200.0f);
     __m512 s0 = _mm512_setzero_ps(), s1 = s0;
     int32_t i = 0;
     /* Spread the prefetch of the next chunk over this loop: its lines arrive in L2 while the
