@@ -1,6 +1,7 @@
 #include <stdio.h>
 
 #include "comm/ms_comm.h"
+#include "common/ms_rng.h"
 
 void ms__comm_init_host(ms__comm *c, int32_t T, int32_t O)
 {
@@ -10,6 +11,7 @@ void ms__comm_init_host(ms__comm *c, int32_t T, int32_t O)
     c->T = T;
     c->O = O;
     c->fail_at = -1;
+    c->entropy_key = (uint64_t)ms__entropy_seed();
 }
 
 void ms__comm_destroy(ms__comm *c)

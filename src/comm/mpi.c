@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "comm/ms_comm.h"
+#include "common/ms_rng.h"
 
 #ifdef MESHSAMPLE_WITH_MPI
 #include <mpi.h>
@@ -176,7 +177,9 @@ static int probe_persistent(MPI_Comm comm)
     int n = 0, r = 0;
     MPI_Comm_size(comm, &n);
     MPI_Comm_rank(comm, &r);
-    int *recv = calloc((size_t)n, sizeof *recv);
+    /* The broken implementation also reads past the receive buffer: room to spare keeps the
+     * probe itself from tripping over it. */
+    int *recv = calloc((size_t)n * 4 + 16, sizeof *recv);
     if (!recv) return 0;
     int send = 0, ok = 1;
     MPI_Request req = MPI_REQUEST_NULL;
@@ -270,9 +273,16 @@ ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t co
     MPI_Comm_set_errhandler(x->gather, MPI_ERRORS_RETURN);
     MPI_Comm_set_errhandler(x->groups, MPI_ERRORS_RETURN);
     x->persistent_ok = probe_persistent(x->cart);
+    /* One entropy key for the whole mesh, so unseeded users draw the same seed on every rank. */
+    unsigned long long key = 0;
+    if (rank == 0) key = (unsigned long long)ms__entropy_seed();
+    MPI_Bcast(&key, 1, MPI_UNSIGNED_LONG_LONG, 0, x->cart);
+    c->entropy_key = (uint64_t)key;
     int coords[2];
     MPI_Cart_coords(x->cart, rank, 2, coords);
+    const uint64_t entropy_key = c->entropy_key;
     memset(c, 0, sizeof *c);
+    c->entropy_key = entropy_key;
     c->i = &mpi_i;
     c->ctx = x;
     c->T = T;

@@ -28,6 +28,7 @@ typedef struct ms__comm {
     int32_t shard; /* this process's device on the gather axis; -1 = all (host) */
     int32_t group; /* its DP group; -1 = all (host) */
     int32_t T, O;
+    uint64_t entropy_key; /* the same on every device: unseeded users' seeds derive from it */
     /* fault injection (tests): the call numbered fail_at fails with fail_status */
     int64_t calls;
     int64_t fail_at;

@@ -43,6 +43,13 @@ const char *ms_generator_last_error(const ms_generator *g)
     return g ? g->err->msg : "generator is NULL";
 }
 
+/* An entropy seed for an unseeded slot: derived from the mesh-wide key, so every rank of an
+ * MPI mesh that makes the same calls gets the same seeds. */
+static int64_t entropy_seed(ms_generator *g)
+{
+    return (int64_t)(ms__stream_key(g->comm.entropy_key, g->entropy_ctr++) >> 1);
+}
+
 int32_t ms__device_of(const ms_generator *g, int32_t group, int32_t shard)
 {
     int32_t other = g->dp > 1 ? group : 0;
@@ -316,7 +323,7 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
         g->params[u] = d;
         g->params[u].temperature = 1.0f; /* formatted greedy */
         g->params[u].top_p = 0.0f;
-        g->seed[u] = ms__entropy_seed();
+        g->seed[u] = entropy_seed(g);
     }
     if (ms__generator_replan(g) != MS_OK) goto oom;
     *out = g;
@@ -466,7 +473,7 @@ ms_status ms_generator_reset_seed(ms_generator *g, const int64_t *seeds, int32_t
     for (int32_t i = 0; i < n_slots; i++) {
         int32_t s = slots ? slots[i] : i;
         int64_t v = i < n_seeds ? seeds[i] : MS_SEED_NONE;
-        g->seed[s] = v == MS_SEED_NONE ? ms__entropy_seed() : v;
+        g->seed[s] = v == MS_SEED_NONE ? entropy_seed(g) : v;
         g->params[s].seed = v;
         g->counter[s] = 0;
     }
@@ -530,7 +537,7 @@ ms_status ms_generator_apply_slot_remap(ms_generator *g, const int32_t *remap, i
         }
         for (int32_t u = 0; u < g->U; u++) {
             if (!is_src[u] || is_dst[u]) continue;
-            g->seed[u] = ms__entropy_seed();
+            g->seed[u] = entropy_seed(g);
             g->params[u].seed = MS_SEED_NONE;
             g->counter[u] = 0;
             ms__history_clear(&g->hist[u]);

@@ -61,6 +61,7 @@ struct ms_generator {
     ms__fallback *fb;     /* [U] */
     ms__worker *workers;  /* [nthreads] */
     ms__comm comm;
+    uint64_t entropy_ctr;
     int32_t *cpus; /* worker pinning, [ncpus] */
     int32_t ncpus;
     bool force_argmax; /* every user greedy without log-probs, and allowed */

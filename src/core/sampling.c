@@ -127,7 +127,7 @@ static int32_t merge_candidates(const ms_generator *g, int32_t u, ms__worker *wk
         memcpy(wk->merge + n, rs[s].cand, (size_t)rs[s].n_cand * sizeof(ms__cand));
         n += rs[s].n_cand;
     }
-    if (g->T > 1) qsort(wk->merge, (size_t)n, sizeof(ms__cand), ms__cand_cmp_rank);
+    if (g->T > 1) ms__cand_sort_rank(wk->merge, (size_t)n);
     *safe = n;
     *complete = true;
     for (int32_t s = 0; s < g->T; s++) {
@@ -154,7 +154,7 @@ static int32_t merge_raw(const ms_generator *g, int32_t u, ms__worker *wk)
         memcpy(wk->merge_raw + n, rs[s].raw, (size_t)rs[s].n_rawc * sizeof(ms__cand));
         n += rs[s].n_rawc;
     }
-    qsort(wk->merge_raw, (size_t)n, sizeof(ms__cand), ms__cand_cmp_raw);
+    ms__cand_sort_raw(wk->merge_raw, (size_t)n);
     return n;
 }
 
@@ -546,7 +546,7 @@ static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__c
                     nb++;
                 }
             }
-            qsort(A + w, nb, sizeof *A, ms__cand_cmp_rank);
+            ms__cand_sort_rank(A + w, nb);
             size_t keep = 0;
             /* keep while the mass ranked strictly before is < p (at least one token) */
             while (keep < nb && (w + keep == 0 || cum < target)) {
@@ -561,7 +561,7 @@ static ms_status fallback_finish(ms_generator *g, int32_t u, uint64_t off, ms__c
         zs_known = true;
     } else if (inf_mode && sp->top_k > 0 && (size_t)sp->top_k < ns) {
         /* +inf tokens: the first k by id */
-        qsort(A, ns, sizeof *A, ms__cand_cmp_rank);
+        ms__cand_sort_rank(A, ns);
         ns = (size_t)sp->top_k;
         zs = (double)ns;
     }

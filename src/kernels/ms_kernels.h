@@ -95,5 +95,10 @@ static inline bool ms__cand_before(const ms__cand *a, const ms__cand *b)
 }
 int ms__cand_cmp_rank(const void *a, const void *b);
 int ms__cand_cmp_raw(const void *a, const void *b);
+/* Sort by rank order (v desc, id asc) or by (raw desc, id asc), comparator inlined. */
+void ms__cand_sort_rank(ms__cand *a, size_t n);
+void ms__cand_sort_raw(ms__cand *a, size_t n);
+/* Reorder a so that a[0..k) are the k first in rank order (unsorted). */
+void ms__cand_select_rank(ms__cand *a, size_t n, size_t k);
 
 #endif

@@ -61,6 +61,96 @@ int ms__cand_cmp_raw(const void *pa, const void *pb)
     return (a->id > b->id) - (a->id < b->id);
 }
 
+/* Quicksort and quickselect with the comparison inlined (ids are unique, so no key repeats). */
+#define MS__DEFINE_SORT(name, before)                                                             \
+    static void name##_insertion(ms__cand *a, size_t n)                                          \
+    {                                                                                             \
+        for (size_t i = 1; i < n; i++) {                                                          \
+            ms__cand t = a[i];                                                                    \
+            size_t j = i;                                                                         \
+            while (j > 0 && before(&t, &a[j - 1])) {                                              \
+                a[j] = a[j - 1];                                                                  \
+                j--;                                                                              \
+            }                                                                                     \
+            a[j] = t;                                                                             \
+        }                                                                                         \
+    }                                                                                             \
+    /* Partition around the median of three; returns the pivot's final index. */                 \
+    static size_t name##_partition(ms__cand *a, size_t n)                                        \
+    {                                                                                             \
+        size_t mid = n / 2;                                                                       \
+        if (before(&a[mid], &a[0])) MS__SWAP(a[mid], a[0]);                                      \
+        if (before(&a[n - 1], &a[0])) MS__SWAP(a[n - 1], a[0]);                                  \
+        if (before(&a[n - 1], &a[mid])) MS__SWAP(a[n - 1], a[mid]);                              \
+        MS__SWAP(a[mid], a[n - 1]);                                                               \
+        const ms__cand p = a[n - 1];                                                              \
+        size_t w = 0;                                                                             \
+        for (size_t i = 0; i + 1 < n; i++)                                                        \
+            if (before(&a[i], &p)) {                                                              \
+                MS__SWAP(a[i], a[w]);                                                             \
+                w++;                                                                              \
+            }                                                                                     \
+        MS__SWAP(a[w], a[n - 1]);                                                                 \
+        return w;                                                                                 \
+    }                                                                                             \
+    static void name(ms__cand *a, size_t n)                                                       \
+    {                                                                                             \
+        while (n > 24) {                                                                          \
+            size_t p = name##_partition(a, n);                                                    \
+            /* recurse into the smaller side, loop on the larger: O(log n) stack */               \
+            if (p < n - p - 1) {                                                                  \
+                name(a, p);                                                                       \
+                a += p + 1;                                                                       \
+                n -= p + 1;                                                                       \
+            } else {                                                                              \
+                name(a + p + 1, n - p - 1);                                                       \
+                n = p;                                                                            \
+            }                                                                                     \
+        }                                                                                         \
+        name##_insertion(a, n);                                                                   \
+    }
+
+#define MS__SWAP(x, y)                                                                            \
+    do {                                                                                          \
+        ms__cand t_ = (x);                                                                        \
+        (x) = (y);                                                                                \
+        (y) = t_;                                                                                 \
+    } while (0)
+
+static inline bool raw_before(const ms__cand *a, const ms__cand *b)
+{
+    return a->raw > b->raw || (a->raw == b->raw && a->id < b->id);
+}
+
+MS__DEFINE_SORT(sort_rank, ms__cand_before)
+MS__DEFINE_SORT(sort_raw, raw_before)
+
+void ms__cand_sort_rank(ms__cand *a, size_t n)
+{
+    sort_rank(a, n);
+}
+
+void ms__cand_sort_raw(ms__cand *a, size_t n)
+{
+    sort_raw(a, n);
+}
+
+void ms__cand_select_rank(ms__cand *a, size_t n, size_t k)
+{
+    while (n > 24 && k > 0 && k < n) {
+        size_t p = sort_rank_partition(a, n);
+        if (p == k || p + 1 == k) return;
+        if (p > k) {
+            n = p;
+        } else {
+            a += p + 1;
+            n -= p + 1;
+            k -= p + 1;
+        }
+    }
+    if (k > 0 && k < n) sort_rank_insertion(a, n);
+}
+
 /* ---- portable block primitives ---- */
 
 static float max_portable(const float *x, int32_t n)
@@ -203,8 +293,12 @@ static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_j
 size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width)
 {
     size_t nsb = (size_t)width / MS_SUB + (size_t)n_hist + 2;
+    /* tmp holds a small shard's real elements (fewer than K sub-blocks of them) or the
+     * candidates plus the history tokens, whichever is more */
+    size_t direct = (size_t)K * MS_SUB < (size_t)width ? (size_t)K * MS_SUB : (size_t)width;
+    size_t merged = (size_t)K + (size_t)n_raw + (size_t)n_hist + 1;
     return (size_t)MS_BLOCK * sizeof(float) + nsb * (2 * sizeof(float) + 2 * sizeof(int32_t)) +
-           ((size_t)K + (size_t)n_raw + (size_t)n_hist + 1) * sizeof(ms__cand) + 64;
+           (direct > merged ? direct : merged) * sizeof(ms__cand) + 64;
 }
 
 /* Value of rank k (0-based, descending) of a[0..n), reordering a. */
@@ -328,6 +422,25 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
 
     /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element. */
     heap hp = {res->cand, 0, job->K};
+    if (nreal < job->K) {
+        /* Fewer real sub-blocks than K (a small shard): select directly instead of offering
+         * every element to the heap. */
+        int32_t nt = 0;
+        for (int32_t j = 0; j < nsb; j++) {
+            if (bm[j] == -INFINITY) continue;
+            const float *x = row_floats(ops, job, buf, start[j], len[j]);
+            for (int32_t i = 0; i < len[j]; i++)
+                if (x[i] > -INFINITY) tmp[nt++] = (ms__cand){x[i], x[i], job->id_base + start[j] + i};
+        }
+        int32_t keep = nt < job->K ? nt : job->K;
+        ms__cand_select_rank(tmp, (size_t)nt, (size_t)keep);
+        for (int32_t i = 0; i < keep; i++) {
+            hp.h[i] = tmp[i];
+            heap_sift_up(hp.h, i);
+        }
+        hp.n = keep;
+        nsb = 0; /* nothing left for the filter below */
+    }
     const float t0 = nreal >= job->K ? kth_largest(sel, nreal, job->K - 1) : -INFINITY;
     const float below_t0 = nextafterf(t0, -INFINITY); /* x > below_t0  <=>  x >= t0 */
     for (int32_t j = 0; j < nsb; j++) {
@@ -367,14 +480,14 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             if (job->n_raw > 0 && z > -INFINITY) tmp[nt++] = (ms__cand){zp, z, e->id};
         }
         if (job->n_raw > 0) {
-            qsort(tmp, (size_t)nt, sizeof *tmp, ms__cand_cmp_raw);
+            ms__cand_sort_raw(tmp, (size_t)nt);
             res->n_rawc = nt < job->n_raw ? nt : job->n_raw;
             memcpy(res->raw, tmp, (size_t)res->n_rawc * sizeof *tmp);
         }
     }
     res->n_cand = hp.n;
     res->truncated = dropped;
-    qsort(res->cand, (size_t)res->n_cand, sizeof *res->cand, ms__cand_cmp_rank);
+    ms__cand_sort_rank(res->cand, (size_t)res->n_cand);
     if (job->n_raw > 0 && job->n_hist == 0) {
         res->n_rawc = res->n_cand < job->n_raw ? res->n_cand : job->n_raw;
         memcpy(res->raw, res->cand, (size_t)res->n_rawc * sizeof *res->cand);
