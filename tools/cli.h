@@ -31,6 +31,14 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Same line, returning a caller-chosen status. */
 int cli_error_status(int status, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Deferred error lines, for SPMD runs where only one process may print: while deferral is on,
+ * cli_error and cli_error_status keep the first line (later ones are dropped) instead of
+ * printing it. cli_error_flush prints the kept line, if any, and forgets it; cli_error_discard
+ * only forgets it. */
+void cli_error_defer(bool on);
+bool cli_error_pending(void);
+void cli_error_flush(void);
+void cli_error_discard(void);
 /* The exit status matching a library status: 2 for the caller's mistakes (invalid argument,
  * configuration, unsupported request), 1 for everything else. */
 int cli_exit_for(ms_status s);

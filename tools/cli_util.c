@@ -13,6 +13,11 @@
 
 /* ---- errors -------------------------------------------------------------------------------- */
 
+/* The deferred line (cli_error_defer): the first one since the last flush or discard. */
+static bool defer_lines;
+static bool have_pending;
+static char pending[1200];
+
 static void verror_line(const char *cmd, const char *fmt, va_list ap)
 {
     char msg[1024];
@@ -21,7 +26,37 @@ static void verror_line(const char *cmd, const char *fmt, va_list ap)
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    fprintf(stderr, "meshsample%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
+    if (!defer_lines) {
+        fprintf(stderr, "meshsample%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
+        return;
+    }
+    if (!have_pending) {
+        snprintf(pending, sizeof pending, "meshsample%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
+        have_pending = true;
+    }
+}
+
+void cli_error_defer(bool on)
+{
+    defer_lines = on;
+}
+
+bool cli_error_pending(void)
+{
+    return have_pending;
+}
+
+void cli_error_flush(void)
+{
+    if (have_pending)
+        fputs(pending, stderr);
+    cli_error_discard();
+}
+
+void cli_error_discard(void)
+{
+    have_pending = false;
+    pending[0] = '\0';
 }
 
 int cli_error(const char *cmd, const char *fmt, ...)

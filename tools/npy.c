@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "npy.c assumes a little-endian host ('<' and '=' are then the same byte order)"
@@ -436,6 +439,71 @@ int npy_read_file(const char *path, npy_array *out, char *err)
         out->data = NULL;
     }
     return 0;
+}
+
+int npy_map_file(const char *path, npy_mapped *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        const int e = errno;
+        close(fd);
+        return fail(err, "%s: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return fail(err, "%s: is a directory", path);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > SIZE_MAX) {
+        /* Streams and devices cannot be mapped (an empty file cannot either); read them, which
+         * also bounds what an endless stream costs. */
+        close(fd);
+        goto read_instead;
+    }
+    const size_t len = (size_t)st.st_size;
+    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd); /* the mapping keeps the file */
+    if (map == MAP_FAILED)
+        goto read_instead;
+    npy_header h;
+    char msg[NPY_ERR_LEN];
+    /* Only the header's pages are read here: the data is checked by its length alone. */
+    if (npy_parse_header(map, len, &h, msg)) {
+        munmap(map, len);
+        return fail(err, "%s: %s", path, msg);
+    }
+    const unsigned char *data = (const unsigned char *)map + h.data_offset;
+    if (h.nbytes && (uintptr_t)data % h.itemsize != 0) {
+        /* NumPy pads headers to 64 bytes, so this is a hand-made file; an unaligned element
+         * pointer is not valid C, so the data is read into aligned memory after all. */
+        munmap(map, len);
+        goto read_instead;
+    }
+    out->hdr = h;
+    out->data = h.nbytes ? data : NULL;
+    out->map = map;
+    out->map_len = len;
+    return 0;
+
+read_instead:
+    if (npy_read_file(path, &out->copy, err))
+        return -1;
+    out->hdr = out->copy.hdr;
+    out->data = out->copy.data;
+    return 0;
+}
+
+void npy_unmap(npy_mapped *m)
+{
+    if (!m)
+        return;
+    if (m->map)
+        munmap(m->map, m->map_len);
+    npy_free(&m->copy);
+    memset(m, 0, sizeof *m);
 }
 
 /* ---- writer ------------------------------------------------------------------------------- */

@@ -59,6 +59,26 @@ int npy_read_file(const char *path, npy_array *out, char *err);
 /* Free what npy_read_file/npy_load_buffer allocated; zeroes the struct. NULL is fine. */
 void npy_free(npy_array *a);
 
+/* A file's array mapped read-only instead of read: data points into a private read-only mapping
+ * of the whole file, so only the pages the caller touches are ever read from it (an MPI rank
+ * that reads just its own vocabulary shard touches only that shard's pages). Non-regular files
+ * (pipes, devices) and data not aligned to its element size are read into memory instead, as
+ * npy_read_file does. Validation and messages are those of npy_read_file. If the file is cut
+ * short while mapped, touching the lost pages raises SIGBUS (as for any mapping). */
+typedef struct npy_mapped {
+    npy_header hdr;
+    const void *data; /* NULL only when hdr.nbytes is 0 */
+    void *map;        /* the mapping (NULL when read into memory) */
+    size_t map_len;
+    npy_array copy;   /* the in-memory fallback */
+} npy_mapped;
+
+/* Map and validate a whole file. Returns 0, or -1 with a message naming the path in err; out is
+ * zeroed on failure. */
+int npy_map_file(const char *path, npy_mapped *out, char *err);
+/* Release what npy_map_file set up; zeroes the struct. NULL is fine. */
+void npy_unmap(npy_mapped *m);
+
 /* Write a version 1.0 file (2.0 when the header does not fit in 64 KiB) of ndim dimensions in
  * C order. data holds the product of shape elements of dtype. Returns 0 or -1 with err. */
 int npy_write_file(const char *path, npy_dtype dtype, int ndim, const int64_t *shape,
