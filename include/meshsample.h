@@ -245,6 +245,26 @@ MS_API ms_status ms_generator_set_params(ms_generator *g, const ms_slot_params *
 MS_API ms_status ms_generator_reset_sampling_params(ms_generator *g, const ms_sampling_params *p,
                                                     const int32_t *empty_slots, int32_t n_slots);
 
+/* TT's apply_prefill_state, all or nothing: format p and install it for empty_slots (value i of
+ * each list to empty_slots[i]; NULL: every slot, n_slots ignored), reset their seeds from p's seed
+ * field (request order; None: entropy), get_new_values(empty_slots, replicate_seeds), then, if
+ * prompt_tokens is not NULL, install row i as slot empty_slots[i]'s prompt, and zero their output
+ * counts. Validates everything before changing anything. */
+MS_API ms_status ms_generator_apply_prefill_state(ms_generator *g, const ms_sampling_params *p,
+                                                  const int32_t *prompt_tokens,
+                                                  int32_t prompt_rows, int32_t prompt_cols,
+                                                  const int32_t *empty_slots, int32_t n_slots,
+                                                  bool replicate_seeds);
+
+/* TT's apply_decode_state: chunks[c] holds DP group c's users (n_chunks == sampling_dp, each
+ * formatted to max_batch_size) or everyone (n_chunks == 1). With reset_batch, the prompt and
+ * output matrices ([num_users, cols], -1 padding; NULL: empty) replace every slot's history.
+ * Never touches seeds. All or nothing. */
+MS_API ms_status ms_generator_apply_decode_state(ms_generator *g, const ms_sampling_params *chunks,
+                                                 int32_t n_chunks, bool reset_batch,
+                                                 const int32_t *prompt_tokens, int32_t prompt_cols,
+                                                 const int32_t *output_tokens, int32_t output_cols);
+
 /* Read back slot's current parameters. Its seed field is what was installed with the
  * parameters; the seed a slot draws with is set by ms_generator_reset_seed (get_seed). */
 MS_API ms_status ms_generator_get_params(const ms_generator *g, int32_t slot, ms_slot_params *out);
@@ -320,11 +340,18 @@ typedef struct ms_step_output {
 
 /* One step for every user: logits[d] is device d = row * cols + col (host backend, n_logits =
  * rows*cols), or this rank's shard (mpi, n_logits = 1). Draws with each slot's counter, then
- * advances the counters and counts each sampled token once for penalties. enable_trace uses the
- * internal trace when the generator has one. Bad rows give token -1 and row_error 1 and never
- * disturb other users; they are not an error of the call. */
+ * advances the counters and counts each sampled token once for penalties. Bad rows give token -1
+ * and row_error 1 and never disturb other users; they are not an error of the call.
+ * enable_trace (ignored when the config disabled internal tracing): the first traced call for a
+ * key (penalties on, log-probs on, force-argmax) captures a plan bound to these logits and output
+ * buffers; later traced calls with the same key replay it without validation. Replaying with
+ * other buffers fails with MS_ERR_TRACE (reset the trace first). Traced and eager steps give
+ * identical results. */
 MS_API ms_status ms_generator_sample(ms_generator *g, const ms_logits *logits, int32_t n_logits,
                                      bool enable_trace, const ms_step_output *out);
+
+/* Forget every captured trace (the next traced call captures again). */
+MS_API ms_status ms_generator_reset_trace(ms_generator *g);
 
 /* Like sample, but draws with counter (slot counter + draw_offset) and changes no state
  * (counters, histories). Draws at different offsets are independent. */

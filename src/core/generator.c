@@ -141,6 +141,7 @@ void ms_generator_destroy(ms_generator *g)
 {
     if (!g) return;
     ms__comm_destroy(&g->comm);
+    for (int k = 0; k < MS_TRACE_KEYS; k++) free(g->traces[k].logits);
     free(g->xsend);
     free(g->xrecv);
     free(g->fsend);
@@ -189,6 +190,19 @@ static ms__user_plan plan_user(const ms_generator *g, const ms_slot_params *p)
     pl.want_sum_t = !pl.greedy && p->top_k == 0 && p->top_p < 1.0f;
     pl.n_raw = pl.logprobs && pl.penalties && g->cfg.logprobs_mode == MS_LOGPROBS_RAW ? pl.n_top : 0;
     return pl;
+}
+
+void ms__generator_note_history(ms_generator *g, int32_t u)
+{
+    const ms__user_plan *pl = &g->plan[u];
+    size_t b = ms__scan_scratch_bytes(pl->K, pl->n_raw, pl->penalties ? g->hist[u].n : 0, g->W);
+    if (b > g->scratch_need) g->scratch_need = b;
+}
+
+static void recompute_scratch_need(ms_generator *g)
+{
+    g->scratch_need = 0;
+    for (int32_t u = 0; u < g->U; u++) ms__generator_note_history(g, u);
 }
 
 ms_status ms__generator_replan(ms_generator *g)
@@ -241,6 +255,7 @@ ms_status ms__generator_replan(ms_generator *g)
         g->kcap = kcap;
         g->rawcap = rawcap;
     }
+    recompute_scratch_need(g);
     return MS_OK;
 }
 
@@ -552,6 +567,7 @@ ms_status ms_generator_apply_slot_remap(ms_generator *g, const int32_t *remap, i
     free(is_dst);
     free(is_src);
     MS_RETURN_ERROR_IF(st != MS_OK, g->err, st, "apply_slot_remap: out of memory");
+    recompute_scratch_need(g);
     g->err->msg[0] = '\0';
     return MS_OK;
 }
@@ -640,6 +656,7 @@ static ms_status reset_history(ms_generator *g, const int32_t *tokens, int32_t r
     for (int32_t i = 0; i < nslots; i++) ms__history_free(&next[i]);
     free(next);
     MS_RETURN_ERROR_IF(st != MS_OK, g->err, st, "%s: out of memory", what);
+    recompute_scratch_need(g);
     g->err->msg[0] = '\0';
     return MS_OK;
 }
@@ -675,22 +692,182 @@ ms_status ms_generator_get_token_state(const ms_generator *g, int32_t slot, int3
 
 /* ---- the step ---- */
 
+/* Trace key of the current parameters: (penalties on, log-probs on, force-argmax). */
+static int trace_key(const ms_generator *g)
+{
+    bool pen = false, lp = false;
+    for (int32_t u = 0; u < g->U; u++) {
+        pen |= g->plan[u].penalties;
+        lp |= g->plan[u].logprobs;
+    }
+    return (pen ? 4 : 0) | (lp ? 2 : 0) | (g->force_argmax ? 1 : 0);
+}
+
+ms_status ms_generator_reset_trace(ms_generator *g)
+{
+    if (!g) return MS_ERR_MISUSE;
+    for (int k = 0; k < MS_TRACE_KEYS; k++) {
+        free(g->traces[k].logits);
+        memset(&g->traces[k], 0, sizeof g->traces[k]);
+    }
+    g->err->msg[0] = '\0';
+    return MS_OK;
+}
+
+static bool same_output(const ms_step_output *a, const ms_step_output *b)
+{
+    return a->tokens == b->tokens && a->row_error == b->row_error && a->logprob == b->logprob &&
+           a->rank == b->rank && a->top_count == b->top_count && a->top_ids == b->top_ids &&
+           a->top_logprobs == b->top_logprobs;
+}
+
 ms_status ms_generator_sample(ms_generator *g, const ms_logits *logits, int32_t n_logits,
                               bool enable_trace, const ms_step_output *out)
 {
     if (!g) return MS_ERR_MISUSE;
-    (void)enable_trace;
-    return ms__step(g, logits, n_logits, 0, true, out);
+    if (!enable_trace || !g->cfg.enable_internal_trace)
+        return ms__step(g, logits, n_logits, 0, true, false, out);
+    const int key = trace_key(g);
+    ms__trace *t = &g->traces[key];
+    if (!t->captured) {
+        /* Capture: a full eager step, then remember the exact buffers it was bound to. */
+        ms_status st = ms__step(g, logits, n_logits, 0, true, false, out);
+        if (st != MS_OK) return st;
+        ms_logits *copy = malloc((size_t)n_logits * sizeof *copy);
+        MS_RETURN_ERROR_IF(!copy, g->err, MS_ERR_NO_MEMORY, "sample: out of memory for the trace");
+        memcpy(copy, logits, (size_t)n_logits * sizeof *copy);
+        t->logits = copy;
+        t->n_logits = n_logits;
+        t->out = *out;
+        t->captured = true;
+        return MS_OK;
+    }
+    /* Replay: only the buffers' identity is checked. */
+    static const char *const names[] = {"", "force-argmax", "log-probs", "log-probs, force-argmax",
+                                        "penalties", "penalties, force-argmax",
+                                        "penalties, log-probs", "penalties, log-probs, force-argmax"};
+    MS_RETURN_ERROR_IF(!logits || !out || n_logits != t->n_logits, g->err, MS_ERR_TRACE,
+                       "sample: the trace for key (%s) was captured with %d logits buffers and "
+                       "other outputs; call ms_generator_reset_trace() before tracing with new "
+                       "buffers",
+                       names[key], (int)t->n_logits);
+    for (int32_t d = 0; d < n_logits; d++)
+        MS_RETURN_ERROR_IF(logits[d].data != t->logits[d].data ||
+                               logits[d].dtype != t->logits[d].dtype ||
+                               logits[d].row_stride != t->logits[d].row_stride,
+                           g->err, MS_ERR_TRACE,
+                           "sample: logits buffer %d is not the one the trace for key (%s) was "
+                           "captured with; call ms_generator_reset_trace() before tracing with "
+                           "new buffers",
+                           (int)d, names[key]);
+    MS_RETURN_ERROR_IF(!same_output(out, &t->out), g->err, MS_ERR_TRACE,
+                       "sample: the output buffers are not the ones the trace for key (%s) was "
+                       "captured with; call ms_generator_reset_trace() before tracing with new "
+                       "buffers",
+                       names[key]);
+    return ms__step(g, logits, n_logits, 0, true, true, out);
 }
 
 ms_status ms_generator_sample_peek(ms_generator *g, const ms_logits *logits, int32_t n_logits,
                                    uint64_t draw_offset, const ms_step_output *out)
 {
     if (!g) return MS_ERR_MISUSE;
-    return ms__step(g, logits, n_logits, draw_offset, false, out);
+    return ms__step(g, logits, n_logits, draw_offset, false, false, out);
 }
 
 void ms__generator_inject_fault(ms_generator *g, int64_t n, ms_status status)
 {
     if (g) ms__comm_inject_fault(&g->comm, n, status);
+}
+
+/* ---- TT's lifecycle calls ---- */
+
+ms_status ms_generator_apply_prefill_state(ms_generator *g, const ms_sampling_params *p,
+                                           const int32_t *prompt_tokens, int32_t prompt_rows,
+                                           int32_t prompt_cols, const int32_t *empty_slots,
+                                           int32_t n_slots, bool replicate_seeds)
+{
+    if (!g) return MS_ERR_MISUSE;
+    MS_RETURN_ERROR_IF(!p, g->err, MS_ERR_INVALID_ARGUMENT, "apply_prefill_state: params is NULL");
+    const int32_t n = empty_slots ? n_slots : g->U;
+    MS_FORWARD_IF_ERROR(check_slots(g, empty_slots, n, "apply_prefill_state"));
+    MS_RETURN_ERROR_IF(replicate_seeds && n != 1, g->err, MS_ERR_MISUSE,
+                       "apply_prefill_state: replicate_seeds needs exactly one slot, got %d",
+                       (int)n);
+    MS_RETURN_ERROR_IF(prompt_tokens && prompt_rows > n, g->err, MS_ERR_INVALID_ARGUMENT,
+                       "apply_prefill_state: %d prompt rows for %d slots", (int)prompt_rows,
+                       (int)n);
+    if (n == 0) return MS_OK;
+    /* Everything is checked before anything changes. */
+    ms_slot_params *f = malloc((size_t)n * sizeof *f);
+    int64_t *seeds = malloc((size_t)n * sizeof *seeds);
+    int32_t *all = empty_slots ? NULL : malloc((size_t)n * sizeof *all);
+    if (!f || !seeds || (!empty_slots && !all)) {
+        free(f);
+        free(seeds);
+        free(all);
+        return ms__err_set(g->err, MS_ERR_NO_MEMORY, "apply_prefill_state: out of memory");
+    }
+    const int32_t *slots = empty_slots;
+    if (!slots) {
+        for (int32_t i = 0; i < n; i++) all[i] = i;
+        slots = all;
+    }
+    ms_errbuf eb;
+    ms_status st = ms__params_format_slots(p, n, g->cfg.mesh.max_top_k, slots, f, &eb);
+    if (st != MS_OK) ms__err_set(g->err, st, "apply_prefill_state: %s", eb.msg);
+    for (int32_t i = 0; st == MS_OK && i < n; i++) {
+        st = ms__slot_params_check(&f[i], slots[i], g->cfg.mesh.max_top_k, g->max_lp, g->err->msg,
+                                   sizeof g->err->msg);
+        seeds[i] = f[i].seed;
+    }
+    if (st == MS_OK && prompt_tokens)
+        st = check_tokens(g, prompt_tokens, prompt_rows, prompt_cols, slots, "apply_prefill_state");
+    /* TT's order: params, seeds, new values, prompt, output counts. */
+    if (st == MS_OK) st = ms_generator_set_params(g, f, n, slots);
+    if (st == MS_OK) st = ms_generator_reset_seed(g, seeds, n, slots, n);
+    if (st == MS_OK) st = ms_generator_get_new_values(g, slots, n, replicate_seeds, NULL);
+    if (st == MS_OK && prompt_tokens)
+        st = ms_generator_reset_prompt_tokens(g, prompt_tokens, prompt_rows, prompt_cols, slots);
+    if (st == MS_OK) st = ms_generator_reset_output_state(g, NULL, n, 0, slots);
+    free(f);
+    free(seeds);
+    free(all);
+    return st;
+}
+
+ms_status ms_generator_apply_decode_state(ms_generator *g, const ms_sampling_params *chunks,
+                                          int32_t n_chunks, bool reset_batch,
+                                          const int32_t *prompt_tokens, int32_t prompt_cols,
+                                          const int32_t *output_tokens, int32_t output_cols)
+{
+    if (!g) return MS_ERR_MISUSE;
+    MS_RETURN_ERROR_IF(!chunks, g->err, MS_ERR_INVALID_ARGUMENT, "apply_decode_state: chunks is NULL");
+    MS_RETURN_ERROR_IF(n_chunks != 1 && n_chunks != g->dp, g->err, MS_ERR_INVALID_ARGUMENT,
+                       "apply_decode_state: %d chunks: must be 1 or sampling_dp (%d)",
+                       (int)n_chunks, (int)g->dp);
+    ms_slot_params *f = calloc((size_t)g->U, sizeof *f);
+    MS_RETURN_ERROR_IF(!f, g->err, MS_ERR_NO_MEMORY, "apply_decode_state: out of memory");
+    const int32_t per = g->U / n_chunks;
+    ms_status st = MS_OK;
+    for (int32_t c = 0; st == MS_OK && c < n_chunks; c++) {
+        /* Row-sharded chunks, each formatted to its group's users, then merged in order. */
+        ms_errbuf eb;
+        st = ms_params_format(&chunks[c], per, g->cfg.mesh.max_top_k, f + (size_t)c * per, &eb);
+        if (st != MS_OK)
+            ms__err_set(g->err, st, "apply_decode_state: chunk %d: %s", (int)c, eb.msg);
+    }
+    if (st == MS_OK && reset_batch && prompt_tokens)
+        st = check_tokens(g, prompt_tokens, g->U, prompt_cols, NULL, "apply_decode_state");
+    if (st == MS_OK && reset_batch && output_tokens)
+        st = check_tokens(g, output_tokens, g->U, output_cols, NULL, "apply_decode_state");
+    if (st == MS_OK) st = ms_generator_set_params(g, f, g->U, NULL);
+    free(f);
+    if (st != MS_OK || !reset_batch) return st;
+    st = ms_generator_reset_prompt_tokens(g, prompt_tokens, prompt_tokens ? g->U : 0,
+                                          prompt_cols, NULL);
+    if (st == MS_OK)
+        st = ms_generator_reset_output_state(g, output_tokens, output_tokens ? g->U : 0,
+                                             output_cols, NULL);
+    return st;
 }

@@ -39,6 +39,16 @@ typedef struct ms__fallback {
     float thr_v; /* collect every real token with z' >= thr_v */
 } ms__fallback;
 
+/* A captured step plan (DESIGN 3): bound to its exact input and output buffers. */
+typedef struct ms__trace {
+    bool captured;
+    int32_t n_logits;
+    ms_logits *logits; /* [n_logits] descriptors seen at capture */
+    ms_step_output out;
+} ms__trace;
+
+#define MS_TRACE_KEYS 8 /* penalties x log-probs x force-argmax */
+
 struct ms_generator {
     ms__err *err; /* separate so const getters can report too */
     ms_generator_config cfg;
@@ -62,6 +72,8 @@ struct ms_generator {
     ms__worker *workers;  /* [nthreads] */
     ms__comm comm;
     uint64_t entropy_ctr;
+    ms__trace traces[MS_TRACE_KEYS];
+    size_t scratch_need; /* scan scratch the current plans and histories need */
     int32_t *cpus; /* worker pinning, [ncpus] */
     int32_t ncpus;
     bool force_argmax; /* every user greedy without log-probs, and allowed */
@@ -84,6 +96,9 @@ struct ms_generator {
 /* Device index of (DP group, shard). */
 int32_t ms__device_of(const ms_generator *g, int32_t group, int32_t shard);
 
+/* Raise scratch_need for user u's current history (O(1)). */
+void ms__generator_note_history(ms_generator *g, int32_t u);
+
 /* Recompute plans and grow the step buffers for the current parameters. */
 ms_status ms__generator_replan(ms_generator *g);
 
@@ -95,8 +110,9 @@ void ms__generator_inject_fault(ms_generator *g, int64_t n, ms_status status);
 /* Size of the final stage's per-user output record (sampling.c). */
 size_t ms__user_out_size(void);
 
-/* One step (sampling.c). commit: advance counters and count tokens. */
+/* One step (sampling.c). commit: advance counters and count tokens. validated: the inputs were
+ * checked when the trace was captured. */
 ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
-                   uint64_t draw_offset, bool commit, const ms_step_output *out);
+                   uint64_t draw_offset, bool commit, bool validated, const ms_step_output *out);
 
 #endif

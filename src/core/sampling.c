@@ -820,12 +820,13 @@ static ms_status share_outputs(ms_generator *g, int32_t u0, int32_t u1, user_out
 }
 
 static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_logits,
-                           uint64_t draw_offset, bool commit, const ms_step_output *out);
+                           uint64_t draw_offset, bool commit, bool validated,
+                           const ms_step_output *out);
 
 ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
-                   uint64_t draw_offset, bool commit, const ms_step_output *out)
+                   uint64_t draw_offset, bool commit, bool validated, const ms_step_output *out)
 {
-    if (!g->ncpus) return step_impl(g, logits, n_logits, draw_offset, commit, out);
+    if (!g->ncpus) return step_impl(g, logits, n_logits, draw_offset, commit, validated, out);
     /* The caller is worker 0: it runs on worker_cpus[0] for the step, then gets its own
      * affinity back. */
     cpu_set_t saved, set;
@@ -833,15 +834,16 @@ ms_status ms__step(ms_generator *g, const ms_logits *logits, int32_t n_logits,
     CPU_ZERO(&set);
     CPU_SET(g->cpus[0], &set);
     if (have) pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-    ms_status st = step_impl(g, logits, n_logits, draw_offset, commit, out);
+    ms_status st = step_impl(g, logits, n_logits, draw_offset, commit, validated, out);
     if (have) pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
     return st;
 }
 
 static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_logits,
-                           uint64_t draw_offset, bool commit, const ms_step_output *out)
+                           uint64_t draw_offset, bool commit, bool validated,
+                           const ms_step_output *out)
 {
-    MS_FORWARD_IF_ERROR(check_logits(g, logits, n_logits, out));
+    if (!validated) MS_FORWARD_IF_ERROR(check_logits(g, logits, n_logits, out));
     const int32_t U = g->U, T = g->T;
     /* The users and shards this process computes: all of them on the host transport. */
     const int32_t u0 = g->comm.group < 0 ? 0 : g->comm.group * g->B;
@@ -849,13 +851,9 @@ static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_l
     const int32_t s0 = g->comm.shard < 0 ? 0 : g->comm.shard;
     const int32_t ns = g->comm.shard < 0 ? T : 1;
 
-    /* Grow per-thread scan scratch for the longest history in a shard (rare, amortised). */
-    size_t need = 0;
-    for (int32_t u = u0; u < u1; u++) {
-        int32_t nh = g->plan[u].penalties ? g->hist[u].n : 0;
-        size_t b = ms__scan_scratch_bytes(g->plan[u].K, g->plan[u].n_raw, nh, g->W);
-        if (b > need) need = b;
-    }
+    /* Per-thread scan scratch follows the plans and the longest history (kept up to date by
+     * every call that changes them), so a step only compares two numbers here. */
+    const size_t need = g->scratch_need;
     for (int32_t t = 0; t < g->nthreads; t++) {
         ms__worker *wk = &g->workers[t];
         if (wk->scan_bytes >= need) continue;
@@ -941,6 +939,7 @@ static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_l
             ms_status st = ms__history_add_output(&g->hist[u], tok, 1);
             MS_RETURN_ERROR_IF(st != MS_OK, g->err, st,
                                "sample: out of memory growing the history of user %d", (int)u);
+            if (g->plan[u].penalties) ms__generator_note_history(g, u);
         }
         if (g->replicate_slot >= 0) {
             g->counter[g->replicate_slot]++;
