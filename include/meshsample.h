@@ -119,6 +119,9 @@ typedef struct ms_generator_config {
     ms_penalty_order penalty_order;  /* default OPENAI */
     bool enable_internal_trace;      /* default true */
     int64_t mpi_comm;                /* set by ms_generator_config_set_mpi (meshsample/mpi.h) */
+    int32_t transport_timeout_ms;    /* mpi: a collective still open after this long means a peer
+                                        died or hangs; the job is aborted through MPI_Abort so no
+                                        rank waits forever. Default 30000; 0 = wait forever. */
 } ms_generator_config;
 
 /* Fill every field with its default (1x1 mesh, B = 32, exact mode, host backend). */

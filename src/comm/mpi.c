@@ -3,6 +3,7 @@
  * buffers stay the same from step to step. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "comm/ms_comm.h"
 #include "common/ms_rng.h"
@@ -22,6 +23,7 @@ typedef struct mpi_ctx {
     size_t req_bytes;
     int persistent_ok; /* the library's persistent all-gather passed the probe at create */
     int links;         /* concurrent segments of a gather (GALAXY_NUM_LINKS) */
+    int timeout_ms;    /* 0: wait forever */
     void *seg;         /* staging of a segmented gather */
     size_t seg_cap;
     MPI_Request *reqs;
@@ -45,6 +47,47 @@ ms_status ms_generator_config_set_mpi(ms_generator_config *cfg, MPI_Comm comm)
 static ms_status mpi_fail(int rc)
 {
     return rc == MPI_SUCCESS ? MS_OK : MS_ERR_TRANSPORT;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Wait for a collective with a deadline. MPICH does not fail a collective whose peer died (its
+ * process manager usually kills the job, but not when cleanup is disabled), so an open request
+ * past the deadline aborts the job through MPI: no rank is left waiting forever. Spins first,
+ * then naps, so a healthy step pays no sleep. */
+static int wait_deadline(mpi_ctx *x, MPI_Request *r)
+{
+    if (x->timeout_ms == 0) return MPI_Wait(r, MPI_STATUS_IGNORE);
+    const double t0 = now_s();
+    for (long spins = 0;; spins++) {
+        int done = 0;
+        int rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS || done) return rc;
+        if (spins < 20000) continue;
+        struct timespec nap = {0, 50000};
+        nanosleep(&nap, NULL);
+        if ((now_s() - t0) * 1000.0 > (double)x->timeout_ms) {
+            fprintf(stderr,
+                    "meshsample: a collective of the mpi transport is still open after %d ms: a "
+                    "peer died or hangs; aborting the job\n",
+                    x->timeout_ms);
+            MPI_Abort(x->cart, 70);
+            return MPI_ERR_OTHER;
+        }
+    }
+}
+
+static ms_status iallgather(mpi_ctx *x, const void *send, void *recv, size_t bytes, MPI_Comm comm)
+{
+    MPI_Request r;
+    int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, comm, &r);
+    if (rc == MPI_SUCCESS) rc = wait_deadline(x, &r);
+    return mpi_fail(rc);
 }
 
 /* The gather cut into `links` segments in flight at once (TT's links): segment l of every
@@ -71,8 +114,9 @@ static ms_status allgather_segmented(mpi_ctx *x, const void *send, void *recv, s
         off += len * T;
     }
     int rw = MPI_SUCCESS;
-    for (size_t l = 0; l < L; l++) /* one by one: GCC misreads MPI_STATUSES_IGNORE's size */
-        if (MPI_Wait(&x->reqs[l], MPI_STATUS_IGNORE) != MPI_SUCCESS) rw = MPI_ERR_OTHER;
+    for (size_t l = 0; l < L; l++)
+        if (x->reqs[l] != MPI_REQUEST_NULL && wait_deadline(x, &x->reqs[l]) != MPI_SUCCESS)
+            rw = MPI_ERR_OTHER;
     if (rc != MPI_SUCCESS || rw != MPI_SUCCESS) return MS_ERR_TRANSPORT;
     off = 0;
     for (size_t l = 0; l < L; l++) {
@@ -91,9 +135,7 @@ static ms_status mpi_allgather(void *vctx, const void *send, void *recv, size_t 
     if (x->links > 1 && bytes >= (size_t)x->links * 1024)
         return allgather_segmented(x, send, recv, bytes);
 #if MPI_VERSION >= 4
-    if (!x->persistent_ok)
-        return mpi_fail(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
-                                      x->gather));
+    if (!x->persistent_ok) return iallgather(x, send, recv, bytes, x->gather);
     if (x->req == MPI_REQUEST_NULL || x->req_send != send || x->req_recv != recv ||
         x->req_bytes != bytes) {
         if (x->req != MPI_REQUEST_NULL) MPI_Request_free(&x->req);
@@ -108,11 +150,10 @@ static ms_status mpi_allgather(void *vctx, const void *send, void *recv, size_t 
         x->req_bytes = bytes;
     }
     int rc = MPI_Start(&x->req);
-    if (rc == MPI_SUCCESS) rc = MPI_Wait(&x->req, MPI_STATUS_IGNORE);
+    if (rc == MPI_SUCCESS) rc = wait_deadline(x, &x->req);
     return mpi_fail(rc);
 #else
-    return mpi_fail(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
-                                  x->gather));
+    return iallgather(x, send, recv, bytes, x->gather);
 #endif
 }
 
@@ -122,7 +163,9 @@ static ms_status mpi_allgatherv(void *vctx, const void *send, size_t bytes, void
     mpi_ctx *x = vctx;
     if (bytes > INT32_MAX) return MS_ERR_UNSUPPORTED;
     int mine = (int)bytes;
-    int rc = MPI_Allgather(&mine, 1, MPI_INT, x->counts, 1, MPI_INT, x->gather);
+    MPI_Request r;
+    int rc = MPI_Iallgather(&mine, 1, MPI_INT, x->counts, 1, MPI_INT, x->gather, &r);
+    if (rc == MPI_SUCCESS) rc = wait_deadline(x, &r);
     if (rc != MPI_SUCCESS) return MS_ERR_TRANSPORT;
     size_t total = 0;
     for (int s = 0; s < x->T; s++) {
@@ -137,7 +180,9 @@ static ms_status mpi_allgatherv(void *vctx, const void *send, size_t bytes, void
         *recv = p;
         *cap = total;
     }
-    rc = MPI_Allgatherv(send, mine, MPI_BYTE, *recv, x->counts, x->displs, MPI_BYTE, x->gather);
+    rc = MPI_Iallgatherv(send, mine, MPI_BYTE, *recv, x->counts, x->displs, MPI_BYTE, x->gather,
+                         &r);
+    if (rc == MPI_SUCCESS) rc = wait_deadline(x, &r);
     return mpi_fail(rc);
 }
 
@@ -145,8 +190,7 @@ static ms_status mpi_allgather_groups(void *vctx, const void *send, void *recv, 
 {
     mpi_ctx *x = vctx;
     if (bytes > INT32_MAX) return MS_ERR_UNSUPPORTED;
-    return mpi_fail(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE,
-                                  x->groups));
+    return iallgather(x, send, recv, bytes, x->groups);
 }
 
 static void mpi_destroy(void *vctx)
@@ -214,7 +258,7 @@ static const ms__comm_i mpi_i = {
 };
 
 ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t cols, int32_t axis,
-                            int32_t dp, int32_t links, char *msg, size_t cap)
+                            int32_t dp, int32_t links, int32_t timeout_ms, char *msg, size_t cap)
 {
     int inited = 0;
     MPI_Initialized(&inited);
@@ -240,6 +284,7 @@ ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t co
         x->counts = calloc((size_t)T, sizeof *x->counts);
         x->displs = calloc((size_t)T, sizeof *x->displs);
         x->links = links < 1 ? 1 : links;
+        x->timeout_ms = timeout_ms;
         x->reqs = calloc((size_t)x->links, sizeof *x->reqs);
     }
     if (!x || !x->counts || !x->displs || !x->reqs) {
@@ -302,9 +347,10 @@ int ms_mpi_available(void)
 }
 
 ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t cols, int32_t axis,
-                            int32_t dp, int32_t links, char *msg, size_t cap)
+                            int32_t dp, int32_t links, int32_t timeout_ms, char *msg, size_t cap)
 {
-    (void)c, (void)fcomm, (void)rows, (void)cols, (void)axis, (void)dp, (void)links;
+    (void)c, (void)fcomm, (void)rows, (void)cols, (void)axis, (void)dp, (void)links,
+        (void)timeout_ms;
     snprintf(msg, cap, "backend mpi: this build of meshsample has no MPI transport");
     return MS_ERR_UNSUPPORTED;
 }

@@ -41,7 +41,8 @@ void ms__comm_init_host(ms__comm *c, int32_t T, int32_t O);
 /* MPI transport on a Fortran handle of the caller's communicator (mpi.c); MS_ERR_UNSUPPORTED
  * when the library was built without MPI. Writes a message into msg on failure. */
 ms_status ms__comm_init_mpi(ms__comm *c, int64_t fcomm, int32_t rows, int32_t cols, int32_t axis,
-                            int32_t dp, int32_t links, char *msg, size_t cap);
+                            int32_t dp, int32_t links, int32_t timeout_ms, char *msg,
+                            size_t cap);
 void ms__comm_destroy(ms__comm *c);
 
 /* Test-only: make the n-th (0-based, counted from now) exchange fail with status; n < 0 clears.

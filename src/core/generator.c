@@ -36,6 +36,7 @@ void ms_generator_config_init(ms_generator_config *cfg)
     cfg->logprobs_mode = MS_LOGPROBS_RAW;
     cfg->penalty_order = MS_PENALTY_ORDER_OPENAI;
     cfg->enable_internal_trace = true;
+    cfg->transport_timeout_ms = 30000;
 }
 
 const char *ms_generator_last_error(const ms_generator *g)
@@ -83,6 +84,8 @@ static ms_status check_config(const ms_generator_config *cfg)
     if (cfg->exact_candidates < 1)
         CFG_FAIL("exact_candidates is %d: must be >= 1", (int)cfg->exact_candidates);
     if (cfg->num_threads < 0) CFG_FAIL("num_threads is %d: must be >= 0", (int)cfg->num_threads);
+    if (cfg->transport_timeout_ms < 0)
+        CFG_FAIL("transport_timeout_ms is %d: must be >= 0", (int)cfg->transport_timeout_ms);
     if (m->num_links < 0) CFG_FAIL("num_links is %d: must be >= 0", (int)m->num_links);
     if (m->num_worker_cpus < 0 || (m->num_worker_cpus > 0 && !m->worker_cpus))
         CFG_FAIL("worker_cpus: %d cpus given with a NULL list", (int)m->num_worker_cpus);
@@ -301,7 +304,8 @@ ms_status ms_generator_create(const ms_generator_config *cfg, ms_generator **out
     if (m->max_top_k > 0 && g->max_lp > m->max_top_k) g->max_lp = m->max_top_k;
     if (cfg->backend == MS_BACKEND_MPI) {
         ms_status cs = ms__comm_init_mpi(&g->comm, cfg->mpi_comm, g->R, g->C, g->axis, g->dp,
-                                         cfg->mesh.num_links, create_error, sizeof create_error);
+                                         cfg->mesh.num_links, cfg->transport_timeout_ms,
+                                         create_error, sizeof create_error);
         if (cs != MS_OK) {
             free(g->err);
             free(g);

@@ -737,7 +737,7 @@ static ms_status fallback_round_mpi(ms_generator *g, const ms_logits *logits, in
                            MS_ERR_NO_MEMORY, "sample: out of memory in the fallback");
         int64_t c = (int64_t)na;
         memcpy((char *)g->fsend + used, &c, sizeof c);
-        memcpy((char *)g->fsend + used + sizeof c, wk->fb, na * sizeof(ms__cand));
+        if (na) memcpy((char *)g->fsend + used + sizeof c, wk->fb, na * sizeof(ms__cand));
         used = need;
     }
     ms_status st = ms__comm_allgatherv(&g->comm, g->fsend, used, &g->frecv, &g->frecv_cap,
