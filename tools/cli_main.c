@@ -14,7 +14,7 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  sample   sample next tokens from a [batch, vocab] .npy logits file (JSON Lines out)\n"
-    "  demo     run one sampling step on a built-in example and print the results\n"
+    "  demo     decode loop of a toy language model on a 4x8 mesh (no input files)\n"
     "  bench    time the sampling step against the memory-read floor\n"
     "\n"
     "`meshsample <command> --help` describes each command's options.\n"
