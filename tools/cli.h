@@ -80,6 +80,8 @@ int cli_parse_i32_range(const char *s, int32_t lo, int32_t hi, int32_t *out);
 int cli_parse_f32(const char *s, float *out);
 /* "RxC" with R, C in [1, 4096]. */
 int cli_parse_mesh(const char *s, int32_t *rows, int32_t *cols);
+/* Index of s in names[0..n) into *out (an enum whose values are those indices); 0 or -1. */
+int cli_parse_choice(const char *s, const char *const *names, int n, int *out);
 
 /* A comma-separated list of floats or int64s; *n values are written to a malloc'd *out.
  * Returns 0, or -1 (nothing allocated) on an empty or unparsable element or out of memory. */

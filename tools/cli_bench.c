@@ -93,14 +93,10 @@ static int parse_args(int argc, char **argv, bench_opts *b)
         } else if (cli_opt_is(&o, "dtype")) {
             if (!(v = cli_opt_value(&o)))
                 break;
-            if (strcmp(v, "f32") == 0)
-                b->dtype = MS_DTYPE_F32;
-            else if (strcmp(v, "bf16") == 0)
-                b->dtype = MS_DTYPE_BF16;
-            else if (strcmp(v, "f16") == 0)
-                b->dtype = MS_DTYPE_F16;
-            else
-                bad = true;
+            static const char *const names[] = {"f32", "bf16", "f16"};
+            int c = 0;
+            bad = cli_parse_choice(v, names, 3, &c) != 0;
+            if (!bad) b->dtype = (ms_dtype)c;
         } else if (cli_opt_is(&o, "mesh")) {
             bad = !(v = cli_opt_value(&o)) || cli_parse_mesh(v, &b->rows, &b->cols);
         } else if (cli_opt_is(&o, "axis")) {
@@ -129,12 +125,10 @@ static int parse_args(int argc, char **argv, bench_opts *b)
         } else if (cli_opt_is(&o, "trace")) {
             if (!(v = cli_opt_value(&o)))
                 break;
-            if (strcmp(v, "on") == 0)
-                b->trace = true;
-            else if (strcmp(v, "off") == 0)
-                b->trace = false;
-            else
-                bad = true;
+            static const char *const names[] = {"off", "on"};
+            int c = 0;
+            bad = cli_parse_choice(v, names, 2, &c) != 0;
+            if (!bad) b->trace = (bool)c;
         } else if (cli_opt_is(&o, "steps")) {
             bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 1, 1000000, &b->steps);
         } else {

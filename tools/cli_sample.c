@@ -161,14 +161,10 @@ static int parse_args(int argc, char **argv, sample_opts *s, bool print_help)
         } else if (cli_opt_is(&o, "dtype")) {
             if (!(v = cli_opt_value(&o)))
                 break;
-            if (strcmp(v, "f32") == 0)
-                s->dtype = MS_DTYPE_F32;
-            else if (strcmp(v, "f16") == 0)
-                s->dtype = MS_DTYPE_F16;
-            else if (strcmp(v, "bf16") == 0)
-                s->dtype = MS_DTYPE_BF16;
-            else
-                bad = true;
+            static const char *const names[] = {"f32", "bf16", "f16"};
+            int c = 0;
+            bad = cli_parse_choice(v, names, 3, &c) != 0;
+            if (!bad) s->dtype = (ms_dtype)c;
         } else if (cli_opt_is(&o, "vocab-size")) {
             bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 1, INT32_MAX, &s->vocab_size);
         } else if (cli_opt_is(&o, "mesh")) {
@@ -186,34 +182,26 @@ static int parse_args(int argc, char **argv, sample_opts *s, bool print_help)
         } else if (cli_opt_is(&o, "backend")) {
             if (!(v = cli_opt_value(&o)))
                 break;
-            if (strcmp(v, "host") == 0)
-                s->backend = MS_BACKEND_HOST;
-            else if (strcmp(v, "mpi") == 0)
-                s->backend = MS_BACKEND_MPI;
-            else
-                bad = true;
+            static const char *const names[] = {"host", "mpi"};
+            int c = 0;
+            bad = cli_parse_choice(v, names, 2, &c) != 0;
+            if (!bad) s->backend = (ms_backend)c;
         } else if (cli_opt_is(&o, "penalty-order")) {
             if (!(v = cli_opt_value(&o)))
                 break;
-            if (strcmp(v, "openai") == 0)
-                s->order = MS_PENALTY_ORDER_OPENAI;
-            else if (strcmp(v, "tt") == 0)
-                s->order = MS_PENALTY_ORDER_TT;
-            else
-                bad = true;
+            static const char *const names[] = {"openai", "tt"};
+            int c = 0;
+            bad = cli_parse_choice(v, names, 2, &c) != 0;
+            if (!bad) s->order = (ms_penalty_order)c;
         } else if (cli_opt_is(&o, "logprobs")) {
             bad = !(v = cli_opt_value(&o)) || cli_parse_i32_range(v, 0, 1 << 20, &s->logprobs);
         } else if (cli_opt_is(&o, "logprobs-mode")) {
             if (!(v = cli_opt_value(&o)))
                 break;
-            if (strcmp(v, "raw") == 0)
-                s->lp_mode = MS_LOGPROBS_RAW;
-            else if (strcmp(v, "penalized") == 0)
-                s->lp_mode = MS_LOGPROBS_PENALIZED;
-            else if (strcmp(v, "processed") == 0)
-                s->lp_mode = MS_LOGPROBS_PROCESSED;
-            else
-                bad = true;
+            static const char *const names[] = {"raw", "penalized", "processed"};
+            int c = 0;
+            bad = cli_parse_choice(v, names, 3, &c) != 0;
+            if (!bad) s->lp_mode = (ms_logprobs_mode)c;
         } else if (cli_opt_is(&o, "draws")) {
             bad = !(v = cli_opt_value(&o)) || cli_parse_i64(v, &s->draws) || s->draws < 1 ||
                   s->draws > MAX_DRAWS;

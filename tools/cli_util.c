@@ -412,3 +412,13 @@ void cli_synth_logits_row(float *row, int32_t n, uint64_t *state)
         row[t] = (float)(8.0 + 8.0 * cli_rand_uniform(state));
     }
 }
+
+int cli_parse_choice(const char *s, const char *const *names, int n, int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
