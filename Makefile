@@ -27,7 +27,7 @@ test: build
 
 # The whole suite under ASan + UBSan (CI runs it after `make test`).
 test-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMESHSAMPLE_SANITIZE_ADDRESS=ON -DMESHSAMPLE_SANITIZE_UNDEFINED=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && MS_TEST_SCALE=sanitizer ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
