@@ -801,7 +801,10 @@ ms_status ms_generator_apply_prefill_state(ms_generator *g, const ms_sampling_pa
     MS_RETURN_ERROR_IF(prompt_tokens && prompt_rows > n, g->err, MS_ERR_INVALID_ARGUMENT,
                        "apply_prefill_state: %d prompt rows for %d slots", (int)prompt_rows,
                        (int)n);
-    if (n == 0) return MS_OK;
+    if (n == 0) {
+        g->err->msg[0] = '\0';
+        return MS_OK;
+    }
     /* Everything is checked before anything changes. */
     ms_slot_params *f = malloc((size_t)n * sizeof *f);
     int64_t *seeds = malloc((size_t)n * sizeof *seeds);
@@ -853,11 +856,18 @@ ms_status ms_generator_apply_decode_state(ms_generator *g, const ms_sampling_par
     ms_slot_params *f = calloc((size_t)g->U, sizeof *f);
     MS_RETURN_ERROR_IF(!f, g->err, MS_ERR_NO_MEMORY, "apply_decode_state: out of memory");
     const int32_t per = g->U / n_chunks;
+    int32_t *slots = malloc((size_t)g->U * sizeof *slots);
+    if (!slots) {
+        free(f);
+        return ms__err_set(g->err, MS_ERR_NO_MEMORY, "apply_decode_state: out of memory");
+    }
+    for (int32_t u = 0; u < g->U; u++) slots[u] = u; /* messages name the slot, not the index */
     ms_status st = MS_OK;
     for (int32_t c = 0; st == MS_OK && c < n_chunks; c++) {
         /* Row-sharded chunks, each formatted to its group's users, then merged in order. */
         ms_errbuf eb;
-        st = ms_params_format(&chunks[c], per, g->cfg.mesh.max_top_k, f + (size_t)c * per, &eb);
+        st = ms__params_format_slots(&chunks[c], per, g->cfg.mesh.max_top_k,
+                                     slots + (size_t)c * per, f + (size_t)c * per, &eb);
         if (st != MS_OK)
             ms__err_set(g->err, st, "apply_decode_state: chunk %d: %s", (int)c, eb.msg);
     }
@@ -867,6 +877,7 @@ ms_status ms_generator_apply_decode_state(ms_generator *g, const ms_sampling_par
         st = check_tokens(g, output_tokens, g->U, output_cols, NULL, "apply_decode_state");
     if (st == MS_OK) st = ms_generator_set_params(g, f, g->U, NULL);
     free(f);
+    free(slots);
     if (st != MS_OK || !reset_batch) return st;
     st = ms_generator_reset_prompt_tokens(g, prompt_tokens, prompt_tokens ? g->U : 0,
                                           prompt_cols, NULL);
