@@ -78,8 +78,10 @@ int main(int argc, char **argv)
         ms_logits full = {buf[k], MS_DTYPE_F32, 0};
         ms_generator_device_view(g, &full, rank, &mine[k]);
         const int32_t w = ms_generator_shard_width(g);
+        /* the view's offset into buf[k], written through the non-const buffer */
+        const size_t off = (size_t)((const float *)mine[k].data - buf[k]);
         for (int b = 0; b < B; b++) {
-            float *row = (float *)mine[k].data + (size_t)b * V;
+            float *row = buf[k] + off + (size_t)b * V;
             for (int j = 0; j < w; j++) {
                 double u1 = ((double)(rng(&s) >> 11) + 0.5) * 0x1p-53, u2 = (double)(rng(&s) >> 11) * 0x1p-53;
                 row[j] = (float)(2.5 * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
