@@ -100,5 +100,6 @@ void ms__cand_sort_rank(ms__cand *a, size_t n);
 void ms__cand_sort_raw(ms__cand *a, size_t n);
 /* Reorder a so that a[0..k) are the k first in rank order (unsorted). */
 void ms__cand_select_rank(ms__cand *a, size_t n, size_t k);
+void ms__cand_select_raw(ms__cand *a, size_t n, size_t k);
 
 #endif

@@ -8,15 +8,16 @@ void ms__lse_add(ms__lse *l, float v, double inv_t)
     if (v == INFINITY) {
         l->ninf++;
     } else if (v > -INFINITY) {
+        /* at T = 1 both sums are the same number: one exp */
         if (v > l->max) {
-            double d = (double)l->max - (double)v;
-            l->sum = l->sum * exp(d) + 1.0;
-            l->sum_t = l->sum_t * exp(d * inv_t) + 1.0;
+            double d = (double)l->max - (double)v, e = exp(d);
+            l->sum = l->sum * e + 1.0;
+            l->sum_t = l->sum_t * (inv_t == 1.0 ? e : exp(d * inv_t)) + 1.0;
             l->max = v;
         } else {
-            double d = (double)v - (double)l->max;
-            l->sum += exp(d);
-            l->sum_t += exp(d * inv_t);
+            double d = (double)v - (double)l->max, e = exp(d);
+            l->sum += e;
+            l->sum_t += inv_t == 1.0 ? e : exp(d * inv_t);
         }
     }
 }
@@ -135,21 +136,25 @@ void ms__cand_sort_raw(ms__cand *a, size_t n)
     sort_raw(a, n);
 }
 
-void ms__cand_select_rank(ms__cand *a, size_t n, size_t k)
-{
-    while (n > 24 && k > 0 && k < n) {
-        size_t p = sort_rank_partition(a, n);
-        if (p == k || p + 1 == k) return;
-        if (p > k) {
-            n = p;
-        } else {
-            a += p + 1;
-            n -= p + 1;
-            k -= p + 1;
-        }
+#define MS__DEFINE_SELECT(name, sorter)                                                           \
+    void name(ms__cand *a, size_t n, size_t k)                                                    \
+    {                                                                                             \
+        while (n > 24 && k > 0 && k < n) {                                                        \
+            size_t p = sorter##_partition(a, n);                                                  \
+            if (p == k || p + 1 == k) return;                                                     \
+            if (p > k) {                                                                          \
+                n = p;                                                                            \
+            } else {                                                                              \
+                a += p + 1;                                                                       \
+                n -= p + 1;                                                                       \
+                k -= p + 1;                                                                       \
+            }                                                                                     \
+        }                                                                                         \
+        if (k > 0 && k < n) sorter##_insertion(a, n);                                             \
     }
-    if (k > 0 && k < n) sort_rank_insertion(a, n);
-}
+
+MS__DEFINE_SELECT(ms__cand_select_rank, sort_rank)
+MS__DEFINE_SELECT(ms__cand_select_raw, sort_raw)
 
 /* ---- portable block primitives ---- */
 
@@ -480,8 +485,10 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             if (job->n_raw > 0 && z > -INFINITY) tmp[nt++] = (ms__cand){zp, z, e->id};
         }
         if (job->n_raw > 0) {
-            ms__cand_sort_raw(tmp, (size_t)nt);
+            /* only the first n_raw matter: select them, then sort those */
             res->n_rawc = nt < job->n_raw ? nt : job->n_raw;
+            ms__cand_select_raw(tmp, (size_t)nt, (size_t)res->n_rawc);
+            ms__cand_sort_raw(tmp, (size_t)res->n_rawc);
             memcpy(res->raw, tmp, (size_t)res->n_rawc * sizeof *tmp);
         }
     }
