@@ -1,10 +1,11 @@
 # Thin wrapper over CMake. `make demo` and `make test` are the README's two commands.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build demo test test-asan clean
+.PHONY: all deps configure build demo test test-asan test-tsan clean
 
 all: build
 
@@ -32,5 +33,16 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && MS_TEST_SCALE=sanitizer ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
+# The threaded paths under TSan: clang with LLVM's OpenMP runtime, whose archer tool tells TSan
+# about OpenMP's synchronisation (libgomp is not instrumented and would report false races).
+# MPI tests are left out: MPICH is not instrumented either.
+test-tsan: deps
+	CC=clang-14 cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DMESHSAMPLE_SANITIZE_THREAD=ON
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && OMP_TOOL_LIBRARIES=/usr/lib/llvm-14/lib/libarcher.so \
+	  TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=1" MS_TEST_SCALE=sanitizer \
+	  ctest --output-on-failure -j $(JOBS) -L "unit|trace|invariance|cli" -LE mpi $(CTEST_ARGS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

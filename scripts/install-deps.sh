@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and tests need, only those missing.
 set -euo pipefail
-pkgs=(cmake make gcc libc6-dev librandom123-dev libcmocka-dev mpich libmpich-dev)
+pkgs=(cmake make gcc libc6-dev librandom123-dev libcmocka-dev mpich libmpich-dev
+      clang-14 libomp-14-dev libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
