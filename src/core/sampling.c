@@ -116,18 +116,77 @@ static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int
     ms__scan_row(&job, r, wk->scan);
 }
 
+/* K-way merge of the shards' sorted lists (a binary heap of list heads): O(n log T), where
+ * sorting the concatenation would cost O(n log n). before() is the order of the lists. */
+#define MS__DEFINE_MERGE(name, before)                                                           \
+    static int32_t name(const ms__scan_result *rs, int32_t T, bool raw, ms__cand *out)          \
+    {                                                                                             \
+        int32_t heads[256], pos[256], nh = 0, n = 0;                                              \
+        const int32_t tmax = T < 256 ? T : 256;                                                   \
+        for (int32_t s = 0; s < tmax; s++) {                                                      \
+            pos[s] = 0;                                                                           \
+            if ((raw ? rs[s].n_rawc : rs[s].n_cand) > 0) heads[nh++] = s;                         \
+        }                                                                                         \
+        const ms__cand *lists[256];                                                               \
+        int32_t lens[256];                                                                        \
+        for (int32_t s = 0; s < tmax; s++) {                                                      \
+            lists[s] = raw ? rs[s].raw : rs[s].cand;                                              \
+            lens[s] = raw ? rs[s].n_rawc : rs[s].n_cand;                                          \
+        }                                                                                         \
+        /* heapify: the head that comes first on top */                                          \
+        for (int32_t i = nh / 2 - 1; i >= 0; i--) name##_sift(heads, nh, i, lists, pos);          \
+        while (nh > 0) {                                                                          \
+            const int32_t s = heads[0];                                                           \
+            out[n++] = lists[s][pos[s]++];                                                        \
+            if (pos[s] == lens[s]) heads[0] = heads[--nh];                                        \
+            name##_sift(heads, nh, 0, lists, pos);                                                \
+        }                                                                                         \
+        return n;                                                                                 \
+    }
+
+#define MS__DEFINE_SIFT(name, before)                                                            \
+    static void name##_sift(int32_t *h, int32_t nh, int32_t i, const ms__cand *const *lists,    \
+                            const int32_t *pos)                                                   \
+    {                                                                                             \
+        for (;;) {                                                                                \
+            int32_t l = 2 * i + 1, r = l + 1, w = i;                                              \
+            if (l < nh && before(&lists[h[l]][pos[h[l]]], &lists[h[w]][pos[h[w]]])) w = l;         \
+            if (r < nh && before(&lists[h[r]][pos[h[r]]], &lists[h[w]][pos[h[w]]])) w = r;         \
+            if (w == i) return;                                                                   \
+            int32_t t = h[i];                                                                     \
+            h[i] = h[w];                                                                          \
+            h[w] = t;                                                                             \
+            i = w;                                                                                \
+        }                                                                                         \
+    }
+
+static inline bool raw_first(const ms__cand *a, const ms__cand *b)
+{
+    return a->raw > b->raw || (a->raw == b->raw && a->id < b->id);
+}
+
+MS__DEFINE_SIFT(merge_rank, ms__cand_before)
+MS__DEFINE_MERGE(merge_rank, ms__cand_before)
+MS__DEFINE_SIFT(merge_rawo, raw_first)
+MS__DEFINE_MERGE(merge_rawo, raw_first)
+
 /* Merge the shards' lists for user u into wk->merge; returns the count and the safe prefix
  * length (the merged order is exact up to there). */
 static int32_t merge_candidates(const ms_generator *g, int32_t u, ms__worker *wk,
                                 int32_t *safe, bool *complete)
 {
-    int32_t n = 0;
     const ms__scan_result *rs = &g->res[(size_t)u * g->T];
-    for (int32_t s = 0; s < g->T; s++) {
-        memcpy(wk->merge + n, rs[s].cand, (size_t)rs[s].n_cand * sizeof(ms__cand));
-        n += rs[s].n_cand;
+    int32_t n;
+    if (g->T <= 256) {
+        n = merge_rank(rs, g->T, false, wk->merge);
+    } else {
+        n = 0;
+        for (int32_t s = 0; s < g->T; s++) {
+            memcpy(wk->merge + n, rs[s].cand, (size_t)rs[s].n_cand * sizeof(ms__cand));
+            n += rs[s].n_cand;
+        }
+        ms__cand_sort_rank(wk->merge, (size_t)n);
     }
-    if (g->T > 1) ms__cand_sort_rank(wk->merge, (size_t)n);
     *safe = n;
     *complete = true;
     for (int32_t s = 0; s < g->T; s++) {
@@ -148,8 +207,9 @@ static int32_t merge_candidates(const ms_generator *g, int32_t u, ms__worker *wk
 
 static int32_t merge_raw(const ms_generator *g, int32_t u, ms__worker *wk)
 {
-    int32_t n = 0;
     const ms__scan_result *rs = &g->res[(size_t)u * g->T];
+    if (g->T <= 256) return merge_rawo(rs, g->T, true, wk->merge_raw);
+    int32_t n = 0;
     for (int32_t s = 0; s < g->T; s++) {
         memcpy(wk->merge_raw + n, rs[s].raw, (size_t)rs[s].n_rawc * sizeof(ms__cand));
         n += rs[s].n_rawc;
