@@ -70,6 +70,9 @@ const char *cli_opt_value(cli_opts *o);
 bool cli_opt_flag(cli_opts *o);
 /* Set o->error to "unknown option --name". */
 void cli_opt_unknown(cli_opts *o);
+/* When bad, set o->error to "--name: invalid value 'v'" (unless an error is already there);
+ * returns whether the option loop must stop. */
+bool cli_opt_bad(cli_opts *o, bool bad, const char *v);
 
 /* ---- number parsing (whole string, decimal; 0 on success, -1 otherwise) -------------------- */
 

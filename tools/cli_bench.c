@@ -134,12 +134,8 @@ static int parse_args(int argc, char **argv, bench_opts *b)
         } else {
             cli_opt_unknown(&o);
         }
-        if (o.error)
+        if (cli_opt_bad(&o, bad, v))
             break;
-        if (bad) {
-            cli_error(CMD, "--%.*s: invalid value '%.100s'", (int)o.name_len, o.name, v ? v : "");
-            return -1;
-        }
     }
     if (o.error) {
         cli_error(CMD, "%s", o.msg);

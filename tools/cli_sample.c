@@ -209,12 +209,8 @@ static int parse_args(int argc, char **argv, sample_opts *s, bool print_help)
             cli_opt_unknown(&o);
             break;
         }
-        if (o.error)
+        if (cli_opt_bad(&o, bad, v))
             break;
-        if (bad) {
-            cli_error(CMD, "--%.*s: invalid value '%.100s'", (int)o.name_len, o.name, v ? v : "");
-            return -1;
-        }
     }
     if (o.error) {
         cli_error(CMD, "%s", o.msg);

@@ -422,3 +422,13 @@ int cli_parse_choice(const char *s, const char *const *names, int n, int *out)
         }
     return -1;
 }
+
+bool cli_opt_bad(cli_opts *o, bool bad, const char *v)
+{
+    if (bad && !o->error) {
+        snprintf(o->msg, sizeof o->msg, "--%.*s: invalid value '%.100s'", (int)o->name_len,
+                 o->name, v ? v : "");
+        o->error = true;
+    }
+    return o->error;
+}
