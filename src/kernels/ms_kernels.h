@@ -50,6 +50,8 @@ typedef struct ms__scan_job {
     bool want_sum_t; /* statistics at scale inv_t as well */
     double inv_t;
     int32_t n_raw; /* > 0: also the top n_raw by raw logit, and raw statistics */
+    const void *next; /* the row this worker scans next (prefetched during the last chunk) */
+    size_t next_bytes;
 } ms__scan_job;
 
 typedef struct ms__scan_result {

@@ -388,10 +388,12 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             }
             seg.max = cm;
         }
+        /* the next chunk of this row, or the start of the next row this worker scans */
         const size_t pf_bytes =
             c1 < job->width ? (size_t)(job->width - c1 < MS_CHUNK ? job->width - c1 : MS_CHUNK) * esz
-                            : 0;
-        const char *pf = (const char *)job->row + (size_t)c1 * esz;
+                            : (job->next ? job->next_bytes : 0);
+        const char *pf = c1 < job->width ? (const char *)job->row + (size_t)c1 * esz
+                                         : (const char *)job->next;
         size_t pf_left = pf_bytes;
         const int32_t cn = c1 - c0;
         for (int32_t j = first; j < nsb;) {
