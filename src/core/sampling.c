@@ -127,9 +127,9 @@ static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int
     ms__scan_row(&job, r, wk->scan);
 }
 
-/* K-way merge of the shards' sorted lists (a binary heap of list heads): O(n log T), where
- * sorting the concatenation would cost O(n log n). before() is the order of the lists. */
-#define MS__DEFINE_MERGE(name, before)                                                           \
+/* K-way merge of the shards' sorted lists (a binary heap of list heads, ordered by the sift's
+ * before()): O(n log T), where sorting the concatenation would cost O(n log n). */
+#define MS__DEFINE_MERGE(name)                                                           \
     static int32_t name(const ms__scan_result *rs, int32_t T, bool raw, ms__cand *out)          \
     {                                                                                             \
         int32_t heads[256], pos[256], nh = 0, n = 0;                                              \
@@ -171,15 +171,10 @@ static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int
         }                                                                                         \
     }
 
-static inline bool raw_first(const ms__cand *a, const ms__cand *b)
-{
-    return a->raw > b->raw || (a->raw == b->raw && a->id < b->id);
-}
-
 MS__DEFINE_SIFT(merge_rank, ms__cand_before)
-MS__DEFINE_MERGE(merge_rank, ms__cand_before)
-MS__DEFINE_SIFT(merge_rawo, raw_first)
-MS__DEFINE_MERGE(merge_rawo, raw_first)
+MS__DEFINE_MERGE(merge_rank)
+MS__DEFINE_SIFT(merge_rawo, ms__cand_raw_before)
+MS__DEFINE_MERGE(merge_rawo)
 
 /* Merge the shards' lists for user u into wk->merge; returns the count and the safe prefix
  * length (the merged order is exact up to there). */

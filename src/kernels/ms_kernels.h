@@ -87,7 +87,6 @@ typedef struct ms__block_ops {
 } ms__block_ops;
 
 const ms__block_ops *ms__block_ops_get(void);
-const ms__block_ops *ms__block_ops_portable(void);
 const ms__block_ops *ms__block_ops_avx512(void); /* NULL if the CPU lacks it */
 
 /* Rank order: a before b when a.v > b.v, or equal values and a.id < b.id. */
@@ -95,8 +94,12 @@ static inline bool ms__cand_before(const ms__cand *a, const ms__cand *b)
 {
     return a->v > b->v || (a->v == b->v && a->id < b->id);
 }
-int ms__cand_cmp_rank(const void *a, const void *b);
-int ms__cand_cmp_raw(const void *a, const void *b);
+
+/* Order of the raw top lists: a before b when a.raw > b.raw, or equal and a.id < b.id. */
+static inline bool ms__cand_raw_before(const ms__cand *a, const ms__cand *b)
+{
+    return a->raw > b->raw || (a->raw == b->raw && a->id < b->id);
+}
 /* Sort by rank order (v desc, id asc) or by (raw desc, id asc), comparator inlined. */
 void ms__cand_sort_rank(ms__cand *a, size_t n);
 void ms__cand_sort_raw(ms__cand *a, size_t n);

@@ -46,22 +46,6 @@ double ms__lse_value(const ms__lse *l)
     return (double)l->max + log(l->sum);
 }
 
-int ms__cand_cmp_rank(const void *pa, const void *pb)
-{
-    const ms__cand *a = pa, *b = pb;
-    if (a->v > b->v) return -1;
-    if (a->v < b->v) return 1;
-    return (a->id > b->id) - (a->id < b->id);
-}
-
-int ms__cand_cmp_raw(const void *pa, const void *pb)
-{
-    const ms__cand *a = pa, *b = pb;
-    if (a->raw > b->raw) return -1;
-    if (a->raw < b->raw) return 1;
-    return (a->id > b->id) - (a->id < b->id);
-}
-
 /* Quicksort and quickselect with the comparison inlined (ids are unique, so no key repeats). */
 #define MS__DEFINE_SORT(name, before)                                                             \
     static void name##_insertion(ms__cand *a, size_t n)                                          \
@@ -118,13 +102,8 @@ int ms__cand_cmp_raw(const void *pa, const void *pb)
         (y) = t_;                                                                                 \
     } while (0)
 
-static inline bool raw_before(const ms__cand *a, const ms__cand *b)
-{
-    return a->raw > b->raw || (a->raw == b->raw && a->id < b->id);
-}
-
 MS__DEFINE_SORT(sort_rank, ms__cand_before)
-MS__DEFINE_SORT(sort_raw, raw_before)
+MS__DEFINE_SORT(sort_raw, ms__cand_raw_before)
 
 void ms__cand_sort_rank(ms__cand *a, size_t n)
 {
@@ -212,11 +191,6 @@ static const ms__block_ops portable_ops = {
     .expv = expv_portable,
     .uniforms = uniforms_portable,
 };
-
-const ms__block_ops *ms__block_ops_portable(void)
-{
-    return &portable_ops;
-}
 
 const ms__block_ops *ms__block_ops_get(void)
 {
