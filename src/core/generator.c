@@ -212,12 +212,17 @@ ms_status ms__generator_replan(ms_generator *g)
 {
     int32_t kcap = 1, rawcap = 0;
     g->force_argmax = g->cfg.mesh.allow_force_argmax;
+    bool pen = false, lp = false;
     for (int32_t u = 0; u < g->U; u++) {
         g->plan[u] = plan_user(g, &g->params[u]);
         g->force_argmax &= g->plan[u].greedy && !g->plan[u].logprobs;
+        pen |= g->plan[u].penalties;
+        lp |= g->plan[u].logprobs;
         if (g->plan[u].K > kcap) kcap = g->plan[u].K;
         if (g->plan[u].n_raw > rawcap) rawcap = g->plan[u].n_raw;
     }
+    /* The trace key of these parameters, kept here so a traced step need not scan the users. */
+    g->trace_key = (pen ? 4 : 0) | (lp ? 2 : 0) | (g->force_argmax ? 1 : 0);
     if (kcap > g->kcap || rawcap > g->rawcap || !g->cand) {
         size_t slots = (size_t)g->U * (size_t)g->T;
         ms__cand *cand = ms__calloc(slots * (size_t)kcap, sizeof *cand);
@@ -696,17 +701,6 @@ ms_status ms_generator_get_token_state(const ms_generator *g, int32_t slot, int3
 
 /* ---- the step ---- */
 
-/* Trace key of the current parameters: (penalties on, log-probs on, force-argmax). */
-static int trace_key(const ms_generator *g)
-{
-    bool pen = false, lp = false;
-    for (int32_t u = 0; u < g->U; u++) {
-        pen |= g->plan[u].penalties;
-        lp |= g->plan[u].logprobs;
-    }
-    return (pen ? 4 : 0) | (lp ? 2 : 0) | (g->force_argmax ? 1 : 0);
-}
-
 ms_status ms_generator_reset_trace(ms_generator *g)
 {
     if (!g) return MS_ERR_MISUSE;
@@ -731,7 +725,7 @@ ms_status ms_generator_sample(ms_generator *g, const ms_logits *logits, int32_t 
     if (!g) return MS_ERR_MISUSE;
     if (!enable_trace || !g->cfg.enable_internal_trace)
         return ms__step(g, logits, n_logits, 0, true, false, out);
-    const int key = trace_key(g);
+    const int key = g->trace_key;
     ms__trace *t = &g->traces[key];
     if (!t->captured) {
         /* Capture: a full eager step, then remember the exact buffers it was bound to. */

@@ -77,6 +77,7 @@ struct ms_generator {
     int32_t *cpus; /* worker pinning, [ncpus] */
     int32_t ncpus;
     bool force_argmax; /* every user greedy without log-probs, and allowed */
+    int trace_key;     /* (penalties on, log-probs on, force-argmax) of the current parameters */
     /* exchange buffers (only the mpi transport moves bytes) */
     void *xsend, *xrecv;
     size_t xsend_cap, xrecv_cap;
