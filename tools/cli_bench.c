@@ -1,8 +1,9 @@
 /*
  * `meshsample bench`: time one sampling step and, in the same run, the floor it is judged
  * against: reading the same bytes once with a well-vectorised max reduction (DESIGN.md
- * section 5). Both rotate over enough distinct input buffers (> 64 MiB in all) that no step
+ * section 5). Both rotate over enough distinct input buffers (> 512 MiB in all) that no step
  * reads a buffer still hot in the cache from the previous one, as a decode loop would see.
+ * Steps and floor reads alternate, so both see the same state of a shared machine.
  *
  * Only medians are reported as the result (p10/p90 show the spread): this machine is shared
  * and noisy, and the ratio to the floor of the same run is the figure to compare.
@@ -26,7 +27,9 @@
 #include "npy.h"
 
 #define CMD "bench"
-#define ROTATE_BYTES ((size_t)64 << 20)
+/* Distinct input bytes the runs rotate over: well past any L3 this code meets (this
+ * machine's serves a 64 MiB rotation partly from cache). */
+#define ROTATE_BYTES ((size_t)512 << 20)
 #define MAX_BUFFERS 4096
 #define MAX_TRACED_BUFFERS 64
 #define WARMUP_STEPS 5
@@ -458,8 +461,12 @@ int cli_bench_main(int argc, char **argv)
     if (progress)
         fprintf(stderr, "\r\033[K");
 
-    /* Warm-up: page in the outputs and scratch, and capture every generator's trace. */
+    /* Warm-up: page in the outputs and scratch, and capture every generator's trace. Each
+     * step is followed by the floor read of the buffer half a rotation away (cold as well). */
     const size_t warm = WARMUP_STEPS > ngen ? WARMUP_STEPS : ngen;
+    const bool avx512 = have_avx512();
+    const int floor_threads = b.threads > 0 ? b.threads : omp_get_num_procs();
+    volatile uint32_t sink = 0;
     size_t k = 0;
     for (size_t i = 0; i < warm + (size_t)b.steps; i++, k = (k + 1) % nbuf) {
         ms_generator *g = gens[b.trace ? k : 0];
@@ -470,21 +477,16 @@ int cli_bench_main(int argc, char **argv)
             cli_error_status(cli_exit_for(st), CMD, "sample: %s", ms_generator_last_error(g));
             goto done;
         }
-        if (i >= warm)
+        const size_t kf = (k + nbuf / 2) % nbuf;
+        const double t2 = now_ms();
+        sink = sink + floor_read(bufs[kf], step_bytes, b.dtype == MS_DTYPE_F32, avx512, floor_threads);
+        const double t3 = now_ms();
+        if (i >= warm) {
             t_step[i - warm] = t1 - t0;
+            t_floor[i - warm] = t3 - t2;
+        }
         if (progress && (i % 8 == 0))
             fprintf(stderr, "\rstep %zu/%zu", i + 1, warm + (size_t)b.steps);
-    }
-
-    const bool avx512 = have_avx512();
-    const int floor_threads = b.threads > 0 ? b.threads : omp_get_num_procs();
-    volatile uint32_t sink = 0;
-    for (size_t i = 0; i < warm + (size_t)b.steps; i++, k = (k + 1) % nbuf) {
-        const double t0 = now_ms();
-        sink = sink + floor_read(bufs[k], step_bytes, b.dtype == MS_DTYPE_F32, avx512, floor_threads);
-        const double t1 = now_ms();
-        if (i >= warm)
-            t_floor[i - warm] = t1 - t0;
     }
     if (progress)
         fprintf(stderr, "\r\033[K");

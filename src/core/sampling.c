@@ -77,7 +77,7 @@ static inline int32_t shard_valid_width(const ms_generator *g, int32_t s)
 }
 
 /* Elements of a worker's next row prefetched while it finishes the current one: one chunk. */
-#define MS_PREFETCH_NEXT 16384
+#define MS_PREFETCH_NEXT 8192
 
 static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int32_t s,
                         int32_t next_u, int32_t next_s, ms__worker *wk)

@@ -8,8 +8,11 @@
 #include "common/ms_internal.h"
 #include "core/ms_penalties.h"
 
-/* Block length: a block of floats stays in L1 between the max pass and the exp pass. */
+/* Terms a float lane of the exp sum adds before they go into a double. */
 #define MS_BLOCK 2048
+/* Sub-block length of the max pass: each sub-block's maximum is one real element, so the K-th
+ * largest sub-block maximum is a lower bound on the K-th largest value of the row. */
+#define MS_SUB 256
 
 typedef struct ms__cand {
     float v;   /* penalised logit z' */
@@ -71,11 +74,16 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch);
 /* Block primitives, picked once for the CPU (AVX-512 when present). */
 typedef struct ms__block_ops {
     const char *name;
-    float (*max)(const float *x, int32_t n); /* NaN ignored; -inf when none */
-    /* sum exp((x - m) * scale) over non-NaN x, with x <= m for all x; meanwhile prefetches
-     * pf_bytes from pf (the next chunk of the row) so memory and exp work overlap */
-    double (*sumexp)(const float *x, int32_t n, float m, float scale, const void *pf,
-                     size_t pf_bytes);
+    /* bm[j] = max of x[j*MS_SUB .. (j+1)*MS_SUB) (the last one shorter), leaving out the
+     * positions skip[0..n_skip) (sorted, in [0, n)); NaN ignored, -inf when none. Returns the
+     * max of all of them. */
+    float (*submax)(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, float *bm);
+    /* sum exp((x - m) * scale) over non-NaN x outside skip (as above), with x <= m for all x;
+     * meanwhile prefetches pf_bytes from pf (the next chunk) so memory and exp work overlap */
+    double (*sumexp)(const float *x, int32_t n, float m, float scale, const int32_t *skip,
+                     int32_t n_skip, const void *pf, size_t pf_bytes);
+    /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may reorder a */
+    float (*kth)(float *a, int32_t n, int32_t k);
     /* index of the first x > t at or after i, or n */
     int32_t (*next_above)(const float *x, int32_t i, int32_t n, float t);
     /* n bf16 or f16 values to float, exactly */
@@ -88,6 +96,7 @@ typedef struct ms__block_ops {
 
 const ms__block_ops *ms__block_ops_get(void);
 const ms__block_ops *ms__block_ops_avx512(void); /* NULL if the CPU lacks it */
+const ms__block_ops *ms__block_ops_portable(void); /* the reference the wide ones are tested on */
 
 /* Rank order: a before b when a.v > b.v, or equal values and a.id < b.id. */
 static inline bool ms__cand_before(const ms__cand *a, const ms__cand *b)

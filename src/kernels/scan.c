@@ -137,23 +137,66 @@ MS__DEFINE_SELECT(ms__cand_select_raw, sort_raw)
 
 /* ---- portable block primitives ---- */
 
-static float max_portable(const float *x, int32_t n)
+static float submax_portable(const float *x, int32_t n, const int32_t *skip, int32_t n_skip,
+                            float *bm)
 {
-    float m = -INFINITY;
-    for (int32_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
+    float all = -INFINITY;
+    int32_t s = 0;
+    for (int32_t a = 0; a < n; a += MS_SUB) {
+        const int32_t b = n - a < MS_SUB ? n : a + MS_SUB;
+        float m = -INFINITY;
+        for (int32_t i = a; i < b; i++) {
+            if (s < n_skip && skip[s] == i) {
+                s++;
+                continue;
+            }
+            m = x[i] > m ? x[i] : m;
+        }
+        bm[a / MS_SUB] = m;
+        all = m > all ? m : all;
+    }
+    return all;
 }
 
-static double sumexp_portable(const float *x, int32_t n, float m, float scale, const void *pf,
-                              size_t pf_bytes)
+static double sumexp_portable(const float *x, int32_t n, float m, float scale, const int32_t *skip,
+                              int32_t n_skip, const void *pf, size_t pf_bytes)
 {
     (void)pf, (void)pf_bytes;
-    double s = 0.0;
-    for (int32_t i = 0; i < n; i++) {
+    double sum = 0.0;
+    for (int32_t i = 0, s = 0; i < n; i++) {
+        if (s < n_skip && skip[s] == i) {
+            s++;
+            continue;
+        }
         float d = (x[i] - m) * scale;
-        if (d == d) s += (double)expf(d);
+        if (d == d) sum += (double)expf(d);
     }
-    return s;
+    return sum;
+}
+
+/* Value of rank k (0-based, descending) of a[0..n), reordering a. */
+static float kth_largest(float *a, int32_t n, int32_t k)
+{
+    int32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float piv = a[lo + (hi - lo) / 2];
+        int32_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > piv) i++;
+            while (a[j] < piv) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
 }
 
 static int32_t next_above_portable(const float *x, int32_t i, int32_t n, float t)
@@ -184,13 +227,19 @@ static void uniforms_portable(uint64_t seed, uint64_t ctr, const int32_t *ids, i
 
 static const ms__block_ops portable_ops = {
     .name = "portable",
-    .max = max_portable,
+    .submax = submax_portable,
     .sumexp = sumexp_portable,
+    .kth = kth_largest,
     .next_above = next_above_portable,
     .convert = convert_portable,
     .expv = expv_portable,
     .uniforms = uniforms_portable,
 };
+
+const ms__block_ops *ms__block_ops_portable(void)
+{
+    return &portable_ops;
+}
 
 const ms__block_ops *ms__block_ops_get(void)
 {
@@ -254,11 +303,10 @@ static bool heap_offer(heap *hp, ms__cand c)
     return true;
 }
 
-/* Sub-block length of the first pass: each sub-block's maximum is one real element, so the
- * K-th largest sub-block maximum is a lower bound on the K-th largest value of the row. */
-#define MS_SUB 256
-/* Chunk of the pipelined passes: 64 KiB of f32, well inside L2 next to its successor. */
-#define MS_CHUNK 16384
+/* Chunk of the pipelined passes: 32 KiB of f32, in L1/L2 while its successor is prefetched. */
+#ifndef MS_CHUNK
+#define MS_CHUNK 8192
+#endif
 
 /* Floats of columns [a, a+n) of the row: in place for f32, converted into buf otherwise. */
 static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_job *job, float *buf,
@@ -269,91 +317,151 @@ static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_j
     return buf;
 }
 
-size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width)
+/* The scratch of ms__scan_row, carved from one block. */
+typedef struct scan_scratch {
+    float *buf;     /* a converted chunk (16-bit inputs) */
+    float *bm;      /* sub-block maxima */
+    float *sel;     /* values for a selection: the real sub-block maxima, or a small shard's */
+    int32_t *hpos;  /* history positions in the row */
+    int32_t *hrel;  /* the same, relative to the current chunk */
+    float *hz, *hzp; /* history tokens' raw and penalised logits */
+    ms__cand *tmp;
+} scan_scratch;
+
+static size_t scratch_layout(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width, void *base,
+                             scan_scratch *sc)
 {
-    size_t nsb = (size_t)width / MS_SUB + (size_t)n_hist + 2;
+    const size_t nsb = (size_t)(width + MS_SUB - 1) / MS_SUB + 1, nh = (size_t)n_hist + 1;
     /* tmp holds a small shard's real elements (fewer than K sub-blocks of them) or the
      * candidates plus the history tokens, whichever is more */
-    size_t direct = (size_t)K * MS_SUB < (size_t)width ? (size_t)K * MS_SUB : (size_t)width;
-    size_t merged = (size_t)K + (size_t)n_raw + (size_t)n_hist + 1;
-    return (size_t)MS_BLOCK * sizeof(float) + nsb * (2 * sizeof(float) + 2 * sizeof(int32_t)) +
-           (direct > merged ? direct : merged) * sizeof(ms__cand) + 64;
+    const size_t direct = (size_t)K * MS_SUB < (size_t)width ? (size_t)K * MS_SUB : (size_t)width;
+    const size_t merged = (size_t)K + (size_t)n_raw + (size_t)n_hist + 1;
+    const size_t nsel = nsb > direct ? nsb : direct;
+    const size_t sizes[] = {MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
+                            nh * sizeof(int32_t),     nh * sizeof(int32_t), nh * sizeof(float),
+                            nh * sizeof(float),
+                            (direct > merged ? direct : merged) * sizeof(ms__cand)};
+    void **slots[] = {(void **)&sc->buf, (void **)&sc->bm,  (void **)&sc->sel, (void **)&sc->hpos,
+                      (void **)&sc->hrel, (void **)&sc->hz, (void **)&sc->hzp, (void **)&sc->tmp};
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        off = (off + 63) & ~(size_t)63;
+        if (base) *slots[i] = (char *)base + off;
+        off += sizes[i];
+    }
+    return off + 64;
 }
 
-/* Value of rank k (0-based, descending) of a[0..n), reordering a. */
-static float kth_largest(float *a, int32_t n, int32_t k)
+size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width)
 {
-    int32_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        float piv = a[lo + (hi - lo) / 2];
-        int32_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] > piv) i++;
-            while (a[j] < piv) j--;
-            if (i <= j) {
-                float t = a[i];
-                a[i] = a[j];
-                a[j] = t;
-                i++;
-                j--;
-            }
-        }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return a[k];
+    scan_scratch sc;
+    return scratch_layout(K, n_raw, n_hist, width, NULL, &sc);
+}
+
+/* Add the values v[0..n) to l, with their sums from the vector exp. */
+static void lse_add_many(const ms__block_ops *ops, ms__lse *l, const float *v, int32_t n,
+                         double inv_t)
+{
+    float vm = -INFINITY;
+    int64_t ninf = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (v[i] == INFINITY) ninf++;
+        else if (v[i] > vm) vm = v[i];
     }
-    return a[k];
+    l->ninf += ninf;
+    /* with a +inf anywhere the sums are never read: the +inf tokens alone carry the mass */
+    if (l->ninf > 0 || !(vm > -INFINITY)) return;
+    if (vm > l->max) {
+        if (l->max > -INFINITY) {
+            const double d = (double)l->max - (double)vm;
+            l->sum *= exp(d);
+            l->sum_t *= exp(d * inv_t);
+        } else {
+            l->sum = l->sum_t = 0.0;
+        }
+        l->max = vm;
+    }
+    const double s = ops->sumexp(v, n, l->max, 1.0f, NULL, 0, NULL, 0);
+    l->sum += s;
+    l->sum_t += inv_t == 1.0 ? s : ops->sumexp(v, n, l->max, (float)inv_t, NULL, 0, NULL, 0);
+}
+
+/* Heap order over the first n candidates. */
+static void heapify(ms__cand *h, int32_t n)
+{
+    for (int32_t i = n / 2 - 1; i >= 0; i--) heap_sift_down(h, n, i);
+}
+
+/* A small shard (fewer real sub-blocks than K): its top K chosen directly from all its real
+ * tokens outside the history, into the heap. */
+static void select_direct(const ms__block_ops *ops, const ms__scan_job *job, const scan_scratch *sc,
+                          int32_t nsb, heap *hp)
+{
+    int32_t nt = 0, hs = 0;
+    for (int32_t j = 0; j < nsb; j++) {
+        if (sc->bm[j] == -INFINITY) continue;
+        const int32_t a = j * MS_SUB, len = job->width - a < MS_SUB ? job->width - a : MS_SUB;
+        const float *x = row_floats(ops, job, sc->buf, a, len);
+        for (int32_t i = 0; i < len; i++) {
+            while (hs < job->n_hist && sc->hpos[hs] < a + i) hs++;
+            if (!(x[i] > -INFINITY) || (hs < job->n_hist && sc->hpos[hs] == a + i)) continue;
+            sc->tmp[nt++] = (ms__cand){x[i], x[i], job->id_base + a + i};
+        }
+    }
+    int32_t keep = nt < hp->cap ? nt : hp->cap;
+    if (keep < nt) {
+        /* The keep-th value as a threshold; ties at it go by id, and tmp is in id order. */
+        for (int32_t i = 0; i < nt; i++) sc->sel[i] = sc->tmp[i].v;
+        const float t = ops->kth(sc->sel, nt, keep - 1);
+        int32_t w = 0, ties = 0;
+        for (int32_t i = 0; i < nt; i++) ties += sc->tmp[i].v > t;
+        ties = keep - ties; /* how many equal to t get in */
+        for (int32_t i = 0; i < nt; i++) {
+            const float v = sc->tmp[i].v;
+            if (v > t || (v == t && ties-- > 0)) sc->tmp[w++] = sc->tmp[i];
+        }
+    }
+    memcpy(hp->h, sc->tmp, (size_t)keep * sizeof *hp->h);
+    hp->n = keep;
+    heapify(hp->h, keep);
 }
 
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
 {
     const ms__block_ops *ops = ms__block_ops_get();
-    const int32_t nsb_cap = job->width / MS_SUB + job->n_hist + 2;
-    float *buf = scratch;
-    float *bm = buf + MS_BLOCK;
-    float *sel = bm + nsb_cap;
-    int32_t *start = (int32_t *)(sel + nsb_cap);
-    int32_t *len = start + nsb_cap;
-    ms__cand *tmp = (ms__cand *)(((uintptr_t)(len + nsb_cap) + 15) & ~(uintptr_t)15);
+    scan_scratch sc;
+    scratch_layout(job->K, job->n_raw, job->n_hist, job->width, scratch, &sc);
+    const int32_t width = job->width, nh = job->n_hist;
+    const int32_t nsb = (width + MS_SUB - 1) / MS_SUB;
+    for (int32_t h = 0; h < nh; h++) sc.hpos[h] = job->hist[h].id - job->id_base;
 
-    /* Pass A and pass C, chunk by chunk: the maxima of sub-blocks laid over the segments
-     * between history tokens (so no sub-block holds a penalised token), then, when statistics
-     * are wanted, the exp sum of the chunk while the next chunk is prefetched. */
+    /* Pass A and pass C, chunk by chunk: the maxima of sub-blocks, leaving out the history
+     * tokens (their penalised values are handled one by one below), then, when statistics are
+     * wanted, the exp sum of the chunk while the next chunk is prefetched. */
     const bool want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0;
     const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
     const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
     const size_t esz = ms__dtype_size(job->dtype);
     ms__lse seg = ms__lse_empty();
-    int32_t nsb = 0, nreal = 0;
     float m = -INFINITY;
-    int32_t hn = 0; /* next history token at or after the chunk */
-    for (int32_t c0 = 0; c0 < job->width; c0 += MS_CHUNK) {
-        const int32_t c1 = job->width - c0 < MS_CHUNK ? job->width : c0 + MS_CHUNK;
-        const int32_t first = nsb;
-        float cm = -INFINITY;
-        /* the segments of [c0, c1) between history tokens, cut into sub-blocks */
-        for (int32_t a = c0; a < c1;) {
-            while (hn < job->n_hist && job->hist[hn].id - job->id_base < a) hn++;
-            if (hn < job->n_hist && job->hist[hn].id - job->id_base == a) {
-                a++;
-                continue;
-            }
-            int32_t b = hn < job->n_hist ? job->hist[hn].id - job->id_base : c1;
-            if (b > c1) b = c1;
-            for (; a < b; a += MS_SUB) {
-                int32_t n = b - a < MS_SUB ? b - a : MS_SUB;
-                float v = ops->max(row_floats(ops, job, buf, a, n), n);
-                bm[nsb] = v;
-                start[nsb] = a;
-                len[nsb] = n;
-                if (v > -INFINITY) sel[nreal++] = v;
-                nsb++;
-                cm = v > cm ? v : cm;
-            }
-            a = b;
+    int32_t hc = 0; /* first history token at or after the chunk */
+    for (int32_t c0 = 0; c0 < width; c0 += MS_CHUNK) {
+        const int32_t c1 = width - c0 < MS_CHUNK ? width : c0 + MS_CHUNK, cn = c1 - c0;
+        int32_t ns = 0;
+        while (hc + ns < nh && sc.hpos[hc + ns] < c1) {
+            sc.hrel[ns] = sc.hpos[hc + ns] - c0;
+            ns++;
         }
+        const float *x = row_floats(ops, job, sc.buf, c0, cn);
+        /* the history tokens' logits, read while the chunk is in L1 (NaN as -inf) */
+        for (int32_t i = 0; i < ns; i++) {
+            const float z = x[sc.hrel[i]];
+            sc.hz[hc + i] = z != z ? -INFINITY : z;
+        }
+        hc += ns;
+        const float cm = ops->submax(x, cn, sc.hrel, ns, sc.bm + c0 / MS_SUB);
         m = cm > m ? cm : m;
-        if (!want_sum || !(cm > -INFINITY) || cm == INFINITY || seg.ninf != 0) continue;
+        if (!want_sum || !(cm > -INFINITY) || cm == INFINITY || m == INFINITY) continue;
         if (cm > seg.max) { /* rescale what was summed to the new maximum */
             if (seg.max > -INFINITY) {
                 double d = (double)seg.max - (double)cm;
@@ -364,114 +472,97 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         }
         /* the next chunk of this row, or the start of the next row this worker scans */
         const size_t pf_bytes =
-            c1 < job->width ? (size_t)(job->width - c1 < MS_CHUNK ? job->width - c1 : MS_CHUNK) * esz
-                            : (job->next ? job->next_bytes : 0);
-        const char *pf = c1 < job->width ? (const char *)job->row + (size_t)c1 * esz
-                                         : (const char *)job->next;
-        size_t pf_left = pf_bytes;
-        const int32_t cn = c1 - c0;
-        for (int32_t j = first; j < nsb;) {
-            /* runs of adjacent real sub-blocks, up to MS_BLOCK elements a call */
-            if (bm[j] == -INFINITY) {
-                j++;
-                continue;
-            }
-            int32_t x0 = start[j], n = len[j];
-            j++;
-            while (j < nsb && bm[j] > -INFINITY && start[j] == x0 + n && n + len[j] <= MS_BLOCK)
-                n += len[j++];
-            const float *x = row_floats(ops, job, buf, x0, n);
-            /* this call's share of the next chunk, in proportion to its length */
-            size_t share = (pf_bytes * (size_t)n + (size_t)cn - 1) / (size_t)cn;
-            if (share > pf_left) share = pf_left;
-            seg.sum += ops->sumexp(x, n, seg.max, 1.0f, pf, share);
-            pf += share;
-            pf_left -= share;
-            if (scale_t != 1.0f) seg.sum_t += ops->sumexp(x, n, seg.max, scale_t, NULL, 0);
-        }
+            c1 < width ? (size_t)(width - c1 < MS_CHUNK ? width - c1 : MS_CHUNK) * esz
+                       : (job->next ? job->next_bytes : 0);
+        const char *pf =
+            c1 < width ? (const char *)job->row + (size_t)c1 * esz : (const char *)job->next;
+        seg.sum += ops->sumexp(x, cn, seg.max, 1.0f, sc.hrel, ns, pf, pf_bytes);
+        if (scale_t != 1.0f) seg.sum_t += ops->sumexp(x, cn, seg.max, scale_t, sc.hrel, ns, NULL, 0);
     }
     if (scale_t == 1.0f) seg.sum_t = seg.sum;
     /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */
     if (m == INFINITY) {
         seg = ms__lse_empty();
+        int32_t hs = 0;
         for (int32_t j = 0; j < nsb; j++) {
-            if (bm[j] != INFINITY) continue;
-            const float *x = row_floats(ops, job, buf, start[j], len[j]);
-            for (int32_t i = 0; i < len[j]; i++) seg.ninf += x[i] == INFINITY;
+            if (sc.bm[j] != INFINITY) continue;
+            const int32_t a = j * MS_SUB, len = width - a < MS_SUB ? width - a : MS_SUB;
+            const float *x = row_floats(ops, job, sc.buf, a, len);
+            for (int32_t i = 0; i < len; i++) {
+                while (hs < nh && sc.hpos[hs] < a + i) hs++;
+                seg.ninf += x[i] == INFINITY && !(hs < nh && sc.hpos[hs] == a + i);
+            }
         }
     }
 
     /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element. */
     heap hp = {res->cand, 0, job->K};
+    int32_t nreal = 0;
+    for (int32_t j = 0; j < nsb; j++)
+        if (sc.bm[j] > -INFINITY) sc.sel[nreal++] = sc.bm[j];
     if (nreal < job->K) {
-        /* Fewer real sub-blocks than K (a small shard): select directly instead of offering
-         * every element to the heap. */
-        int32_t nt = 0;
+        select_direct(ops, job, &sc, nsb, &hp);
+    } else {
+        const float t0 = ops->kth(sc.sel, nreal, job->K - 1);
+        const float below_t0 = nextafterf(t0, -INFINITY); /* x > below_t0  <=>  x >= t0 */
+        int32_t hs = 0;
         for (int32_t j = 0; j < nsb; j++) {
-            if (bm[j] == -INFINITY) continue;
-            const float *x = row_floats(ops, job, buf, start[j], len[j]);
-            for (int32_t i = 0; i < len[j]; i++)
-                if (x[i] > -INFINITY) tmp[nt++] = (ms__cand){x[i], x[i], job->id_base + start[j] + i};
-        }
-        int32_t keep = nt < job->K ? nt : job->K;
-        ms__cand_select_rank(tmp, (size_t)nt, (size_t)keep);
-        for (int32_t i = 0; i < keep; i++) {
-            hp.h[i] = tmp[i];
-            heap_sift_up(hp.h, i);
-        }
-        hp.n = keep;
-        nsb = 0; /* nothing left for the filter below */
-    }
-    const float t0 = nreal >= job->K ? kth_largest(sel, nreal, job->K - 1) : -INFINITY;
-    const float below_t0 = nextafterf(t0, -INFINITY); /* x > below_t0  <=>  x >= t0 */
-    for (int32_t j = 0; j < nsb; j++) {
-        if (!(bm[j] >= t0) || bm[j] == -INFINITY) continue;
-        const float *x = row_floats(ops, job, buf, start[j], len[j]);
-        float thr = hp.n < hp.cap ? below_t0 : (hp.h[0].v > below_t0 ? hp.h[0].v : below_t0);
-        for (int32_t i = ops->next_above(x, 0, len[j], thr); i < len[j];
-             i = ops->next_above(x, i + 1, len[j], thr)) {
-            heap_offer(&hp, (ms__cand){x[i], x[i], job->id_base + start[j] + i});
-            if (hp.n == hp.cap && hp.h[0].v > thr) thr = hp.h[0].v;
+            if (!(sc.bm[j] >= t0)) continue;
+            const int32_t a = j * MS_SUB, len = width - a < MS_SUB ? width - a : MS_SUB;
+            const float *x = row_floats(ops, job, sc.buf, a, len);
+            float thr = hp.n < hp.cap ? below_t0 : (hp.h[0].v > below_t0 ? hp.h[0].v : below_t0);
+            for (int32_t i = ops->next_above(x, 0, len, thr); i < len;
+                 i = ops->next_above(x, i + 1, len, thr)) {
+                /* history tokens come below, with their penalised values */
+                while (hs < nh && sc.hpos[hs] < a + i) hs++;
+                if (hs < nh && sc.hpos[hs] == a + i) continue;
+                heap_offer(&hp, (ms__cand){x[i], x[i], job->id_base + a + i});
+                if (hp.n == hp.cap && hp.h[0].v > thr) thr = hp.h[0].v;
+            }
         }
     }
 
     res->pen = seg;
     res->raw_lse = seg;
     res->n_rawc = 0;
-    bool dropped = hp.n == hp.cap && job->width > hp.cap;
-    if (job->n_hist > 0) {
+    bool dropped = hp.n == hp.cap && width > hp.cap;
+    if (nh > 0) {
         /* Raw top-n: the non-history candidates (raw == z') and the history tokens' raw values. */
         int32_t nt = 0;
         if (job->n_raw > 0) {
-            memcpy(tmp, hp.h, (size_t)hp.n * sizeof *tmp);
+            memcpy(sc.tmp, hp.h, (size_t)hp.n * sizeof *sc.tmp);
             nt = hp.n;
         }
-        for (int32_t h = 0; h < job->n_hist; h++) {
+        for (int32_t h = 0; h < nh; h++) {
             const ms__hist_entry *e = &job->hist[h];
-            float z = ms__load(job->row, job->dtype, e->id - job->id_base);
-            float zp = ms__penalize(z, e, job->sp, job->order);
+            const float z = sc.hz[h];
+            const float zp = ms__penalize(z, e, job->sp, job->order);
+            sc.hz[h] = z;
+            sc.hzp[h] = zp;
             if (zp > -INFINITY) dropped |= heap_offer(&hp, (ms__cand){zp, z, e->id});
-            if (want_sum) {
-                ms__lse_add(&res->pen, zp, inv_t);
-                ms__lse_add(&res->raw_lse, z, inv_t);
-            } else {
-                res->pen.ninf += zp == INFINITY;
-                res->raw_lse.ninf += z == INFINITY;
+            if (job->n_raw > 0 && z > -INFINITY) sc.tmp[nt++] = (ms__cand){zp, z, e->id};
+        }
+        if (want_sum) {
+            lse_add_many(ops, &res->pen, sc.hzp, nh, inv_t);
+            lse_add_many(ops, &res->raw_lse, sc.hz, nh, inv_t);
+        } else {
+            for (int32_t h = 0; h < nh; h++) {
+                res->pen.ninf += sc.hzp[h] == INFINITY;
+                res->raw_lse.ninf += sc.hz[h] == INFINITY;
             }
-            if (job->n_raw > 0 && z > -INFINITY) tmp[nt++] = (ms__cand){zp, z, e->id};
         }
         if (job->n_raw > 0) {
             /* only the first n_raw matter: select them, then sort those */
             res->n_rawc = nt < job->n_raw ? nt : job->n_raw;
-            ms__cand_select_raw(tmp, (size_t)nt, (size_t)res->n_rawc);
-            ms__cand_sort_raw(tmp, (size_t)res->n_rawc);
-            memcpy(res->raw, tmp, (size_t)res->n_rawc * sizeof *tmp);
+            ms__cand_select_raw(sc.tmp, (size_t)nt, (size_t)res->n_rawc);
+            ms__cand_sort_raw(sc.tmp, (size_t)res->n_rawc);
+            memcpy(res->raw, sc.tmp, (size_t)res->n_rawc * sizeof *sc.tmp);
         }
     }
     res->n_cand = hp.n;
     res->truncated = dropped;
     ms__cand_sort_rank(res->cand, (size_t)res->n_cand);
-    if (job->n_raw > 0 && job->n_hist == 0) {
+    if (job->n_raw > 0 && nh == 0) {
         res->n_rawc = res->n_cand < job->n_raw ? res->n_cand : job->n_raw;
         memcpy(res->raw, res->cand, (size_t)res->n_rawc * sizeof *res->cand);
     }

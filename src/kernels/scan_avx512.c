@@ -3,30 +3,91 @@
 #include "kernels/ms_kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
 #define MS_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,f16c,bmi")))
 
-MS_AVX512 static float max_avx512(const float *x, int32_t n)
+/* Clears from k the lanes of the skipped positions in [i, i + 16) (skip sorted, *s advanced). */
+static inline __mmask16 skip_lanes(__mmask16 k, int32_t i, const int32_t *skip, int32_t n_skip,
+                                   int32_t *s)
 {
-    __m512 a0 = _mm512_set1_ps(-INFINITY), a1 = a0, a2 = a0, a3 = a0;
-    int32_t i = 0;
+    while (*s < n_skip && skip[*s] < i + 16) k &= (__mmask16)~(1u << (skip[(*s)++] - i));
+    return k;
+}
+
+MS_AVX512 static float submax_avx512(const float *x, int32_t n, const int32_t *skip,
+                                     int32_t n_skip, float *bm)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 all = ninf;
+    int32_t s = 0;
     /* max(x, acc) returns acc when x is NaN: NaN logits count as -inf. */
-    for (; i + 64 <= n; i += 64) {
-        a0 = _mm512_max_ps(_mm512_loadu_ps(x + i), a0);
-        a1 = _mm512_max_ps(_mm512_loadu_ps(x + i + 16), a1);
-        a2 = _mm512_max_ps(_mm512_loadu_ps(x + i + 32), a2);
-        a3 = _mm512_max_ps(_mm512_loadu_ps(x + i + 48), a3);
+    for (int32_t a = 0; a < n; a += MS_SUB) {
+        const int32_t b = n - a < MS_SUB ? n : a + MS_SUB;
+        __m512 a0 = ninf, a1 = ninf, a2 = ninf, a3 = ninf;
+        if (b - a == MS_SUB && !(s < n_skip && skip[s] < b)) {
+            for (int32_t i = a; i < b; i += 64) {
+                a0 = _mm512_max_ps(_mm512_loadu_ps(x + i), a0);
+                a1 = _mm512_max_ps(_mm512_loadu_ps(x + i + 16), a1);
+                a2 = _mm512_max_ps(_mm512_loadu_ps(x + i + 32), a2);
+                a3 = _mm512_max_ps(_mm512_loadu_ps(x + i + 48), a3);
+            }
+        } else {
+            /* lane masks of the sub-block's vectors: the tail and the skipped positions off */
+            __mmask16 k[MS_SUB / 16];
+            const int32_t nv = (b - a + 15) / 16;
+            for (int32_t v = 0; v < nv; v++) k[v] = (__mmask16)0xffff;
+            if ((b - a) % 16) k[nv - 1] = (__mmask16)((1u << ((b - a) % 16)) - 1u);
+            for (; s < n_skip && skip[s] < b; s++)
+                k[(skip[s] - a) / 16] &= (__mmask16) ~(1u << ((skip[s] - a) % 16));
+            int32_t v = 0;
+            for (; v + 2 <= nv; v += 2) {
+                a0 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v), a0);
+                a1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16), a1);
+            }
+            if (v < nv) a2 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v), a2);
+        }
+        const __m512 v = _mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3));
+        /* the reductions of successive sub-blocks are independent: they overlap */
+        bm[a / MS_SUB] = _mm512_reduce_max_ps(v);
+        all = _mm512_max_ps(v, all);
     }
-    for (; i + 16 <= n; i += 16) a0 = _mm512_max_ps(_mm512_loadu_ps(x + i), a0);
-    if (i < n) {
-        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
-        a1 = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, x + i), a1);
+    return _mm512_reduce_max_ps(all);
+}
+
+/* Order-preserving map of floats (no NaN) to unsigned keys. */
+MS_AVX512 static inline __m512i float_keys(__m512 v)
+{
+    const __m512i b = _mm512_castps_si512(v);
+    const __m512i neg = _mm512_srai_epi32(b, 31); /* all ones for negatives */
+    return _mm512_xor_si512(b, _mm512_or_si512(neg, _mm512_set1_epi32((int)0x80000000u)));
+}
+
+/* The (k+1)-th largest of a[0..n) (no NaN), bit by bit: the largest key t with at least k+1
+ * keys >= t. 32 counting passes over a few vectors, without the unpredictable branches of a
+ * quickselect. */
+MS_AVX512 static float kth_avx512(float *a, int32_t n, int32_t k)
+{
+    uint32_t t = 0;
+    for (int b = 31; b >= 0; b--) {
+        const uint32_t cand = t | (1u << b);
+        const __m512i vc = _mm512_set1_epi32((int)cand);
+        int32_t c = 0;
+        for (int32_t i = 0; i < n; i += 16) {
+            const __mmask16 m =
+                n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+            const __m512i key = float_keys(_mm512_maskz_loadu_ps(m, a + i));
+            c += __builtin_popcount(_mm512_mask_cmpge_epu32_mask(m, key, vc));
+        }
+        if (c >= k + 1) t = cand;
     }
-    a0 = _mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3));
-    return _mm512_reduce_max_ps(a0);
+    const uint32_t bits = (t & 0x80000000u) ? t ^ 0x80000000u : ~t;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
 }
 
 MS_AVX512 static int32_t next_above_avx512(const float *x, int32_t i, int32_t n, float t)
@@ -65,7 +126,8 @@ MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
     } while (0)
 
 MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float scale,
-                                      const void *pf, size_t pf_bytes)
+                                      const int32_t *skip, int32_t n_skip, const void *pf,
+                                      size_t pf_bytes)
 {
     /* (x - m) * scale * log2(e) as one FMA, x*c - fl(m*c); the rounding of m*c is a common
      * factor 2^err of every term, undone on the total below. */
@@ -75,7 +137,8 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
     const __m512 c = _mm512_set1_ps(cf), nmc = _mm512_set1_ps(-mc);
     const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-200.0f);
     __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-    int32_t i = 0;
+    __m512d d = _mm512_setzero_pd();
+    int32_t i = 0, s = 0;
     /* Spread the prefetch of the next chunk over this loop: its lines arrive in L2 while the
      * exps run, so the next max pass reads from cache instead of memory. */
     const char *p = pf;
@@ -83,22 +146,35 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
     const size_t lines = pf ? (pf_bytes + 63) / 64 : 0;
     const size_t per = (lines + iters - 1) / iters;
     size_t done = 0;
-    for (; i + 32 <= n; i += 32) {
-        for (size_t k = 0; k < per && done < lines; k++, done++)
-            _mm_prefetch(p + done * 64, _MM_HINT_T1);
-        MS_SUMEXP_STEP(s0, _mm512_loadu_ps(x + i));
-        MS_SUMEXP_STEP(s1, _mm512_loadu_ps(x + i + 16));
+    while (i + 32 <= n) {
+        /* at most MS_BLOCK / 32 terms per lane in float, then into double */
+        const int32_t end = n - i > MS_BLOCK ? i + MS_BLOCK : n;
+        for (; i + 32 <= end; i += 32) {
+            for (size_t k = 0; k < per && done < lines; k++, done++)
+                _mm_prefetch(p + done * 64, _MM_HINT_T1);
+            if (s < n_skip && skip[s] < i + 32) {
+                const __mmask16 k0 = skip_lanes((__mmask16)0xffff, i, skip, n_skip, &s);
+                const __mmask16 k1 = skip_lanes((__mmask16)0xffff, i + 16, skip, n_skip, &s);
+                MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k0, x + i));
+                MS_SUMEXP_STEP(s1, _mm512_mask_loadu_ps(ninf, k1, x + i + 16));
+            } else {
+                MS_SUMEXP_STEP(s0, _mm512_loadu_ps(x + i));
+                MS_SUMEXP_STEP(s1, _mm512_loadu_ps(x + i + 16));
+            }
+        }
+        s0 = _mm512_add_ps(s0, s1);
+        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s0)));
+        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
+        s0 = s1 = _mm512_setzero_ps();
     }
     for (; done < lines; done++) _mm_prefetch(p + done * 64, _MM_HINT_T1);
     for (; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        k = skip_lanes(k, i, skip, n_skip, &s);
         MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k, x + i));
     }
-    /* At most MS_BLOCK/32 terms per lane in float, then double. */
-    __m512d d = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(s0)),
-                              _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
-    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s1)));
-    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s1, 1)));
+    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s0)));
+    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
     return _mm512_reduce_add_pd(d) * exp2(-(double)err);
 }
 
@@ -183,9 +259,10 @@ MS_AVX512 static void uniforms_avx512(uint64_t seed, uint64_t ctr, const int32_t
 
 static const ms__block_ops avx512_ops = {
     .name = "avx512",
-    .max = max_avx512,
+    .submax = submax_avx512,
     .sumexp = sumexp_avx512,
     .next_above = next_above_avx512,
+    .kth = kth_avx512,
     .convert = convert_avx512,
     .expv = expv_avx512,
     .uniforms = uniforms_avx512,

@@ -1,0 +1,181 @@
+/*
+ * Block kernels: the AVX-512 ones against the portable ones (which every other CPU runs), and
+ * the per-device scan against a brute-force model of it: maxima, exp sums, selections, with
+ * skipped (history) positions, NaN and infinities in the rows.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kernels/ms_kernels.h"
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Values with ties, NaN and infinities sprinkled in at the given rate (per mille). */
+static void fill(float *x, int32_t n, uint64_t *s, int specials)
+{
+    for (int32_t i = 0; i < n; i++) {
+        uint64_t r = rng_next(s);
+        x[i] = (float)((int64_t)(r % 4001) - 2000) / 97.0f;
+        if ((int)(r >> 40) % 1000 < specials) {
+            static const float sp[] = {NAN, -INFINITY, INFINITY};
+            x[i] = sp[(r >> 20) % 3];
+        }
+    }
+}
+
+/* Sorted distinct positions in [0, n), about one in every `every`. */
+static int32_t make_skip(int32_t *skip, int32_t n, int32_t every, uint64_t *s)
+{
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (every > 0 && rng_next(s) % (uint64_t)every == 0) skip[k++] = i;
+    return k;
+}
+
+static const ms__block_ops *wide(void)
+{
+    return ms__block_ops_avx512();
+}
+
+static void test_submax_matches_portable(void **state)
+{
+    (void)state;
+    const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
+    if (!w) skip();
+    uint64_t s = 7;
+    static float x[5000], bw[32], bp[32];
+    static int32_t skip[5000];
+    for (int rep = 0; rep < 300; rep++) {
+        const int32_t n = 1 + (int32_t)(rng_next(&s) % 5000);
+        fill(x, n, &s, rep % 3 == 0 ? 5 : 0);
+        const int32_t ns = make_skip(skip, n, rep % 4 == 0 ? 0 : 1 + rep % 37, &s);
+        const float mw = w->submax(x, n, skip, ns, bw), mp = p->submax(x, n, skip, ns, bp);
+        assert_memory_equal(&mw, &mp, sizeof mw);
+        assert_memory_equal(bw, bp, (size_t)((n + MS_SUB - 1) / MS_SUB) * sizeof *bw);
+    }
+}
+
+static void test_sumexp_matches_portable(void **state)
+{
+    (void)state;
+    const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
+    if (!w) skip();
+    uint64_t s = 11;
+    static float x[9000], bm[64];
+    static int32_t skip[9000];
+    for (int rep = 0; rep < 300; rep++) {
+        const int32_t n = 1 + (int32_t)(rng_next(&s) % 9000);
+        fill(x, n, &s, rep % 2 ? 3 : 0);
+        for (int32_t i = 0; i < n; i++)
+            if (x[i] == INFINITY) x[i] = -INFINITY; /* the sum is taken below a finite max */
+        const int32_t ns = make_skip(skip, n, rep % 5 == 0 ? 0 : 1 + rep % 23, &s);
+        const float m = p->submax(x, n, NULL, 0, bm);
+        if (!(m > -INFINITY)) continue;
+        const float scale = rep % 3 == 0 ? 1.0f : 1.0f / 0.7f;
+        const double sw = w->sumexp(x, n, m, scale, skip, ns, x, 64), sp = p->sumexp(x, n, m, scale, skip, ns, NULL, 0);
+        /* Each term of the wide sum carries the 1.1e-7 relative error of its polynomial and
+         * its float partial sums at most MS_BLOCK/32 roundings of 6e-8: 5e-6 bounds both. */
+        assert_true(fabs(sw - sp) <= 5e-6 * sp);
+    }
+}
+
+static void test_kth_matches_portable(void **state)
+{
+    (void)state;
+    const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
+    if (!w) skip();
+    uint64_t s = 5;
+    static float a[600], b[600];
+    for (int rep = 0; rep < 2000; rep++) {
+        const int32_t n = 1 + (int32_t)(rng_next(&s) % 600);
+        fill(a, n, &s, 20);
+        for (int32_t i = 0; i < n; i++)
+            if (isnan(a[i])) a[i] = rep % 2 ? -0.0f : 0.0f; /* the contract has no NaN */
+        memcpy(b, a, (size_t)n * sizeof *a);
+        const int32_t k = (int32_t)(rng_next(&s) % (uint64_t)n);
+        const float kw = w->kth(a, n, k), kp = p->kth(b, n, k);
+        assert_true(kw == kp);
+    }
+}
+
+/* Brute force of ms__scan_row without history: top K by (v desc, id asc), and the exp sum. */
+typedef struct ref_cand {
+    float v;
+    int32_t id;
+} ref_cand;
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const ref_cand *x = a, *y = b;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static void test_scan_row_matches_brute_force(void **state)
+{
+    (void)state;
+    uint64_t s = 3;
+    enum { MAXW = 40000 };
+    float *x = malloc(MAXW * sizeof *x);
+    ref_cand *r = malloc(MAXW * sizeof *r);
+    ms__cand cand[64], raw[8];
+    for (int rep = 0; rep < 120; rep++) {
+        const int32_t width = 1 + (int32_t)(rng_next(&s) % (rep % 2 ? 300 : MAXW));
+        const int32_t K = 1 + (int32_t)(rng_next(&s) % 64);
+        fill(x, width, &s, rep % 4 == 0 ? 2 : 0);
+        for (int32_t i = 0; i < width; i++) /* ties: a coarse grid for some rows */
+            if (rep % 3 == 0) x[i] = roundf(x[i]);
+        for (int32_t i = 0; i < width; i++)
+            if (x[i] == INFINITY) x[i] = 1e30f; /* +inf rows are the invariance tests' business */
+        int32_t n = 0;
+        double sum = 0.0;
+        float m = -INFINITY;
+        for (int32_t i = 0; i < width; i++)
+            if (x[i] > -INFINITY) r[n++] = (ref_cand){x[i], 100 + i}, m = x[i] > m ? x[i] : m;
+        for (int32_t i = 0; i < n; i++) sum += exp((double)r[i].v - (double)m);
+        qsort(r, (size_t)n, sizeof *r, ref_cmp);
+        ms__scan_job job = {.row = x, .dtype = MS_DTYPE_F32, .width = width, .id_base = 100,
+                            .K = K, .want_sum = true, .inv_t = 1.0};
+        void *scratch = calloc(1, ms__scan_scratch_bytes(K, 0, 0, width));
+        ms__scan_result res = {.cand = cand, .raw = raw};
+        ms__scan_row(&job, &res, scratch);
+        free(scratch);
+        const int32_t want = n < K ? n : K;
+        assert_int_equal(res.n_cand, want);
+        for (int32_t i = 0; i < want; i++) {
+            assert_int_equal(res.cand[i].id, r[i].id);
+            assert_true(res.cand[i].v == r[i].v);
+        }
+        if (n > 0 && m < 1e30f) {
+            assert_true(res.pen.max == m);
+            /* relative 5e-6 as in the kernel test above */
+            assert_true(fabs(res.pen.sum - sum) <= 5e-6 * sum);
+        }
+    }
+    free(x);
+    free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_submax_matches_portable),
+        cmocka_unit_test(test_sumexp_matches_portable),
+        cmocka_unit_test(test_kth_matches_portable),
+        cmocka_unit_test(test_scan_row_matches_brute_force),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
