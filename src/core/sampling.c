@@ -130,7 +130,8 @@ static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int
 /* K-way merge of the shards' sorted lists (a binary heap of list heads, ordered by the sift's
  * before()): O(n log T), where sorting the concatenation would cost O(n log n). */
 #define MS__DEFINE_MERGE(name)                                                           \
-    static int32_t name(const ms__scan_result *rs, int32_t T, bool raw, ms__cand *out)          \
+    static int32_t name(const ms__scan_result *rs, int32_t T, bool raw, int32_t limit,          \
+                        ms__cand *out)                                                            \
     {                                                                                             \
         int32_t heads[256], pos[256], nh = 0, n = 0;                                              \
         const int32_t tmax = T < 256 ? T : 256;                                                   \
@@ -146,7 +147,7 @@ static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int
         }                                                                                         \
         /* heapify: the head that comes first on top */                                          \
         for (int32_t i = nh / 2 - 1; i >= 0; i--) name##_sift(heads, nh, i, lists, pos);          \
-        while (nh > 0) {                                                                          \
+        while (nh > 0 && n < limit) {                                                             \
             const int32_t s = heads[0];                                                           \
             out[n++] = lists[s][pos[s]++];                                                        \
             if (pos[s] == lens[s]) heads[0] = heads[--nh];                                        \
@@ -177,14 +178,20 @@ MS__DEFINE_SIFT(merge_rawo, ms__cand_raw_before)
 MS__DEFINE_MERGE(merge_rawo)
 
 /* Merge the shards' lists for user u into wk->merge; returns the count and the safe prefix
- * length (the merged order is exact up to there). */
+ * length (the merged order is exact up to there). When survivors (top-k, or greedy) and the
+ * top-N all lie in the first K, the merge stops there; K clamped to the shard width can be
+ * less than them, and then it goes on. */
 static int32_t merge_candidates(const ms_generator *g, int32_t u, ms__worker *wk,
                                 int32_t *safe, bool *complete)
 {
     const ms__scan_result *rs = &g->res[(size_t)u * g->T];
+    const ms__user_plan *pl = &g->plan[u];
+    const int32_t k = g->params[u].top_k;
+    const bool bounded = (pl->greedy || (k > 0 && k <= pl->K)) && pl->n_top <= pl->K;
+    const int32_t limit = bounded ? pl->K : INT32_MAX;
     int32_t n;
     if (g->T <= 256) {
-        n = merge_rank(rs, g->T, false, wk->merge);
+        n = merge_rank(rs, g->T, false, limit, wk->merge);
     } else {
         n = 0;
         for (int32_t s = 0; s < g->T; s++) {
@@ -214,7 +221,7 @@ static int32_t merge_candidates(const ms_generator *g, int32_t u, ms__worker *wk
 static int32_t merge_raw(const ms_generator *g, int32_t u, ms__worker *wk)
 {
     const ms__scan_result *rs = &g->res[(size_t)u * g->T];
-    if (g->T <= 256) return merge_rawo(rs, g->T, true, wk->merge_raw);
+    if (g->T <= 256) return merge_rawo(rs, g->T, true, g->plan[u].n_raw, wk->merge_raw);
     int32_t n = 0;
     for (int32_t s = 0; s < g->T; s++) {
         memcpy(wk->merge_raw + n, rs[s].raw, (size_t)rs[s].n_rawc * sizeof(ms__cand));

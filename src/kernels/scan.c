@@ -47,11 +47,11 @@ double ms__lse_value(const ms__lse *l)
 }
 
 /* Quicksort and quickselect with the comparison inlined (ids are unique, so no key repeats). */
-#define MS__DEFINE_SORT(name, before)                                                             \
-    static void name##_insertion(ms__cand *a, size_t n)                                          \
+#define MS__DEFINE_SORT(name, T, before)                                                          \
+    static void name##_insertion(T *a, size_t n)                                                 \
     {                                                                                             \
         for (size_t i = 1; i < n; i++) {                                                          \
-            ms__cand t = a[i];                                                                    \
+            T t = a[i];                                                                           \
             size_t j = i;                                                                         \
             while (j > 0 && before(&t, &a[j - 1])) {                                              \
                 a[j] = a[j - 1];                                                                  \
@@ -61,24 +61,24 @@ double ms__lse_value(const ms__lse *l)
         }                                                                                         \
     }                                                                                             \
     /* Partition around the median of three; returns the pivot's final index. */                 \
-    static size_t name##_partition(ms__cand *a, size_t n)                                        \
+    static size_t name##_partition(T *a, size_t n)                                               \
     {                                                                                             \
         size_t mid = n / 2;                                                                       \
-        if (before(&a[mid], &a[0])) MS__SWAP(a[mid], a[0]);                                      \
-        if (before(&a[n - 1], &a[0])) MS__SWAP(a[n - 1], a[0]);                                  \
-        if (before(&a[n - 1], &a[mid])) MS__SWAP(a[n - 1], a[mid]);                              \
-        MS__SWAP(a[mid], a[n - 1]);                                                               \
-        const ms__cand p = a[n - 1];                                                              \
+        if (before(&a[mid], &a[0])) MS__SWAP(T, a[mid], a[0]);                                      \
+        if (before(&a[n - 1], &a[0])) MS__SWAP(T, a[n - 1], a[0]);                                  \
+        if (before(&a[n - 1], &a[mid])) MS__SWAP(T, a[n - 1], a[mid]);                              \
+        MS__SWAP(T, a[mid], a[n - 1]);                                                               \
+        const T p = a[n - 1];                                                                     \
         size_t w = 0;                                                                             \
         for (size_t i = 0; i + 1 < n; i++)                                                        \
             if (before(&a[i], &p)) {                                                              \
-                MS__SWAP(a[i], a[w]);                                                             \
+                MS__SWAP(T, a[i], a[w]);                                                             \
                 w++;                                                                              \
             }                                                                                     \
-        MS__SWAP(a[w], a[n - 1]);                                                                 \
+        MS__SWAP(T, a[w], a[n - 1]);                                                                 \
         return w;                                                                                 \
     }                                                                                             \
-    static void name(ms__cand *a, size_t n)                                                       \
+    static void name(T *a, size_t n)                                                              \
     {                                                                                             \
         while (n > 24) {                                                                          \
             size_t p = name##_partition(a, n);                                                    \
@@ -95,19 +95,53 @@ double ms__lse_value(const ms__lse *l)
         name##_insertion(a, n);                                                                   \
     }
 
-#define MS__SWAP(x, y)                                                                            \
+#define MS__SWAP(T, x, y)                                                                         \
     do {                                                                                          \
-        ms__cand t_ = (x);                                                                        \
+        T t_ = (x);                                                                               \
         (x) = (y);                                                                                \
         (y) = t_;                                                                                 \
     } while (0)
 
-MS__DEFINE_SORT(sort_rank, ms__cand_before)
-MS__DEFINE_SORT(sort_raw, ms__cand_raw_before)
+MS__DEFINE_SORT(sort_rank, ms__cand, ms__cand_before)
+MS__DEFINE_SORT(sort_raw, ms__cand, ms__cand_raw_before)
 
+/* Rank order as one integer: the value's order-preserving bits, inverted so that larger
+ * values come first, then the id. -0 is read as +0, as the float comparison sees them. */
+typedef struct rank_key {
+    uint64_t key;
+    float raw;
+} rank_key;
+
+static inline uint64_t rank_key_of(const ms__cand *c)
+{
+    uint32_t b;
+    const float v = c->v == 0.0f ? 0.0f : c->v;
+    memcpy(&b, &v, sizeof b);
+    b = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+    return (uint64_t)~b << 32 | (uint32_t)c->id;
+}
+
+#define MS__KEY_BEFORE(x, y) ((x)->key < (y)->key)
+MS__DEFINE_SORT(sort_keys, rank_key, MS__KEY_BEFORE)
+
+/* Short lists (the candidates of a shard) sort on 64-bit keys: one integer compare. */
 void ms__cand_sort_rank(ms__cand *a, size_t n)
 {
-    sort_rank(a, n);
+    enum { CAP = 512 };
+    if (n > CAP) {
+        sort_rank(a, n);
+        return;
+    }
+    rank_key k[CAP];
+    for (size_t i = 0; i < n; i++) k[i] = (rank_key){rank_key_of(&a[i]), a[i].raw};
+    sort_keys(k, n);
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t hi = ~(uint32_t)(k[i].key >> 32);
+        const uint32_t b = (hi & 0x80000000u) ? (hi & 0x7fffffffu) : ~hi;
+        float v;
+        memcpy(&v, &b, sizeof v);
+        a[i] = (ms__cand){v, k[i].raw, (int32_t)(uint32_t)k[i].key};
+    }
 }
 
 void ms__cand_sort_raw(ms__cand *a, size_t n)
@@ -423,7 +457,7 @@ static void select_direct(const ms__block_ops *ops, const ms__scan_job *job, con
     }
     memcpy(hp->h, sc->tmp, (size_t)keep * sizeof *hp->h);
     hp->n = keep;
-    heapify(hp->h, keep);
+    if (job->n_hist > 0) heapify(hp->h, keep); /* the history tokens are offered next */
 }
 
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
