@@ -337,9 +337,14 @@ static bool heap_offer(heap *hp, ms__cand c)
     return true;
 }
 
-/* Chunk of the pipelined passes: 32 KiB of f32, in L1/L2 while its successor is prefetched. */
+/* Chunk of the pipelined passes: 32 KiB of f32, in L1/L2 while its successor is prefetched;
+ * and how many chunks ahead the exp pass prefetches (both overridable for tuning runs: 4096 to
+ * 16384 and 1 to 3 chunks ahead measured the same here). */
 #ifndef MS_CHUNK
 #define MS_CHUNK 8192
+#endif
+#ifndef MS_PF_AHEAD
+#define MS_PF_AHEAD 1
 #endif
 
 /* Floats of columns [a, a+n) of the row: in place for f32, converted into buf otherwise. */
@@ -360,6 +365,7 @@ typedef struct scan_scratch {
     int32_t *hrel;  /* the same, relative to the current chunk */
     float *hz, *hzp; /* history tokens' raw and penalised logits */
     ms__cand *tmp;
+    uint8_t *hblock; /* sub-blocks that hold a history token */
 } scan_scratch;
 
 static size_t scratch_layout(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width, void *base,
@@ -374,9 +380,10 @@ static size_t scratch_layout(int32_t K, int32_t n_raw, int32_t n_hist, int32_t w
     const size_t sizes[] = {MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
                             nh * sizeof(int32_t),     nh * sizeof(int32_t), nh * sizeof(float),
                             nh * sizeof(float),
-                            (direct > merged ? direct : merged) * sizeof(ms__cand)};
+                            (direct > merged ? direct : merged) * sizeof(ms__cand), nsb};
     void **slots[] = {(void **)&sc->buf, (void **)&sc->bm,  (void **)&sc->sel, (void **)&sc->hpos,
-                      (void **)&sc->hrel, (void **)&sc->hz, (void **)&sc->hzp, (void **)&sc->tmp};
+                      (void **)&sc->hrel, (void **)&sc->hz, (void **)&sc->hzp, (void **)&sc->tmp,
+                      (void **)&sc->hblock};
     size_t off = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         off = (off + 63) & ~(size_t)63;
@@ -469,9 +476,11 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     const int32_t nsb = (width + MS_SUB - 1) / MS_SUB;
     for (int32_t h = 0; h < nh; h++) sc.hpos[h] = job->hist[h].id - job->id_base;
 
-    /* Pass A and pass C, chunk by chunk: the maxima of sub-blocks, leaving out the history
-     * tokens (their penalised values are handled one by one below), then, when statistics are
-     * wanted, the exp sum of the chunk while the next chunk is prefetched. */
+    /* Pass A and pass C, chunk by chunk: the maxima of sub-blocks, then, when statistics are
+     * wanted, the exp sum of the chunk without the history tokens (their penalised values are
+     * handled one by one below) while the next chunk is prefetched. A maximum here includes the
+     * raw values of its sub-block's history tokens: an upper bound, which the filter of pass B
+     * and the reference of the sums can use, but t0 cannot. */
     const bool want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0;
     const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
     const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
@@ -493,7 +502,7 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             sc.hz[hc + i] = z != z ? -INFINITY : z;
         }
         hc += ns;
-        const float cm = ops->submax(x, cn, sc.hrel, ns, sc.bm + c0 / MS_SUB);
+        const float cm = ops->submax(x, cn, NULL, 0, sc.bm + c0 / MS_SUB);
         m = cm > m ? cm : m;
         if (!want_sum || !(cm > -INFINITY) || cm == INFINITY || m == INFINITY) continue;
         if (cm > seg.max) { /* rescale what was summed to the new maximum */
@@ -504,12 +513,18 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             }
             seg.max = cm;
         }
-        /* the next chunk of this row, or the start of the next row this worker scans */
-        const size_t pf_bytes =
-            c1 < width ? (size_t)(width - c1 < MS_CHUNK ? width - c1 : MS_CHUNK) * esz
-                       : (job->next ? job->next_bytes : 0);
-        const char *pf =
-            c1 < width ? (const char *)job->row + (size_t)c1 * esz : (const char *)job->next;
+        /* MS_PF_AHEAD chunks ahead in this row, or on into the next row this worker scans */
+        const int64_t pf_at = (int64_t)c0 + (int64_t)MS_PF_AHEAD * MS_CHUNK;
+        const char *pf = NULL;
+        size_t pf_bytes = 0;
+        if (pf_at < width) {
+            pf = (const char *)job->row + (size_t)pf_at * esz;
+            pf_bytes = (size_t)(width - pf_at < MS_CHUNK ? width - pf_at : MS_CHUNK) * esz;
+        } else if (job->next && (size_t)(pf_at - width) * esz < job->next_bytes) {
+            const size_t off = (size_t)(pf_at - width) * esz, left = job->next_bytes - off;
+            pf = (const char *)job->next + off;
+            pf_bytes = left < (size_t)MS_CHUNK * esz ? left : (size_t)MS_CHUNK * esz;
+        }
         seg.sum += ops->sumexp(x, cn, seg.max, 1.0f, sc.hrel, ns, pf, pf_bytes);
         if (scale_t != 1.0f) seg.sum_t += ops->sumexp(x, cn, seg.max, scale_t, sc.hrel, ns, NULL, 0);
     }
@@ -529,11 +544,30 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         }
     }
 
-    /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element. */
+    /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element. t0 comes from
+     * the maxima of sub-blocks without history tokens (each one a real value of z'), and from
+     * the exact maxima of the others only when those are too few. */
     heap hp = {res->cand, 0, job->K};
+    memset(sc.hblock, 0, (size_t)nsb);
+    for (int32_t h = 0; h < nh; h++) sc.hblock[sc.hpos[h] / MS_SUB] = 1;
     int32_t nreal = 0;
     for (int32_t j = 0; j < nsb; j++)
-        if (sc.bm[j] > -INFINITY) sc.sel[nreal++] = sc.bm[j];
+        if (sc.bm[j] > -INFINITY && !sc.hblock[j]) sc.sel[nreal++] = sc.bm[j];
+    if (nreal < job->K && nh > 0) {
+        for (int32_t j = 0, h = 0; j < nsb; j++) {
+            if (!sc.hblock[j]) continue;
+            const int32_t a = j * MS_SUB, len = width - a < MS_SUB ? width - a : MS_SUB;
+            int32_t ns = 0;
+            while (h < nh && sc.hpos[h] < a) h++;
+            while (h + ns < nh && sc.hpos[h + ns] < a + len) {
+                sc.hrel[ns] = sc.hpos[h + ns] - a;
+                ns++;
+            }
+            float e;
+            ops->submax(row_floats(ops, job, sc.buf, a, len), len, sc.hrel, ns, &e);
+            if (e > -INFINITY) sc.sel[nreal++] = e;
+        }
+    }
     if (nreal < job->K) {
         select_direct(ops, job, &sc, nsb, &hp);
     } else {

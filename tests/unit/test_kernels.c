@@ -169,6 +169,71 @@ static void test_scan_row_matches_brute_force(void **state)
     free(r);
 }
 
+/* With history tokens: their penalised values join the others, and the penalised and raw
+ * log-sum-exp statistics both count them. Long histories leave few sub-blocks without one,
+ * which sends t0 to the exact maxima of the others. */
+static void test_scan_row_with_history(void **state)
+{
+    (void)state;
+    uint64_t s = 17;
+    enum { MAXW = 30000, MAXH = 3000 };
+    float *x = malloc(MAXW * sizeof *x);
+    ref_cand *r = malloc(MAXW * sizeof *r);
+    ms__hist_entry *h = malloc(MAXH * sizeof *h);
+    ms__cand cand[64], raw[8];
+    ms_slot_params sp = {.temperature = 1.0f, .presence_penalty = 0.7f, .frequency_penalty = 0.3f,
+                         .repetition_penalty = 1.3f};
+    for (int rep = 0; rep < 80; rep++) {
+        const int32_t width = 1 + (int32_t)(rng_next(&s) % (rep % 2 ? 2000 : MAXW));
+        const int32_t K = 1 + (int32_t)(rng_next(&s) % 64);
+        fill(x, width, &s, rep % 4 == 0 ? 2 : 0);
+        for (int32_t i = 0; i < width; i++)
+            if (x[i] == INFINITY) x[i] = 1e30f;
+        /* every token in the history with probability 1/every; some rows nearly all */
+        const int32_t every = rep % 5 == 0 ? 2 : 1 + (int32_t)(rng_next(&s) % 200);
+        int32_t nh = 0;
+        for (int32_t i = 0; i < width && nh < MAXH; i++)
+            if (rng_next(&s) % (uint64_t)every == 0)
+                h[nh++] = (ms__hist_entry){100 + i, (int32_t)(rng_next(&s) % 3), (int32_t)(i & 1)};
+        int32_t n = 0, hi = 0;
+        double sum_pen = 0.0, sum_raw = 0.0;
+        float m = -INFINITY;
+        for (int32_t i = 0; i < width; i++) m = x[i] > m ? x[i] : m;
+        for (int32_t i = 0; i < width; i++) {
+            const float z = x[i] != x[i] ? -INFINITY : x[i];
+            float v = z;
+            if (hi < nh && h[hi].id == 100 + i) v = ms__penalize(z, &h[hi++], &sp, MS_PENALTY_ORDER_TT);
+            if (v > -INFINITY) r[n++] = (ref_cand){v, 100 + i};
+            if (v > -INFINITY) sum_pen += exp((double)v - (double)m);
+            if (z > -INFINITY) sum_raw += exp((double)z - (double)m);
+        }
+        qsort(r, (size_t)n, sizeof *r, ref_cmp);
+        ms__scan_job job = {.row = x, .dtype = MS_DTYPE_F32, .width = width, .id_base = 100,
+                            .K = K, .hist = nh ? h : NULL, .n_hist = nh, .sp = &sp,
+                            .order = MS_PENALTY_ORDER_TT, .want_sum = true, .inv_t = 1.0, .n_raw = 3};
+        void *scratch = calloc(1, ms__scan_scratch_bytes(K, 3, nh, width));
+        ms__scan_result res = {.cand = cand, .raw = raw};
+        ms__scan_row(&job, &res, scratch);
+        free(scratch);
+        const int32_t want = n < K ? n : K;
+        assert_int_equal(res.n_cand, want);
+        for (int32_t i = 0; i < want; i++) {
+            assert_int_equal(res.cand[i].id, r[i].id);
+            assert_true(res.cand[i].v == r[i].v);
+        }
+        if (n > 0 && m < 1e30f) {
+            /* both sums relative to m; 5e-6 as above */
+            const double pen = res.pen.sum * exp((double)res.pen.max - (double)m);
+            const double rawv = res.raw_lse.sum * exp((double)res.raw_lse.max - (double)m);
+            assert_true(fabs(pen - sum_pen) <= 5e-6 * sum_pen);
+            assert_true(fabs(rawv - sum_raw) <= 5e-6 * sum_raw);
+        }
+    }
+    free(x);
+    free(r);
+    free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_sumexp_matches_portable),
         cmocka_unit_test(test_kth_matches_portable),
         cmocka_unit_test(test_scan_row_matches_brute_force),
+        cmocka_unit_test(test_scan_row_with_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
