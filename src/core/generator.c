@@ -198,7 +198,7 @@ static ms__user_plan plan_user(const ms_generator *g, const ms_slot_params *p)
 void ms__generator_note_history(ms_generator *g, int32_t u)
 {
     const ms__user_plan *pl = &g->plan[u];
-    size_t b = ms__scan_scratch_bytes(pl->K, pl->n_raw, pl->penalties ? g->hist[u].n : 0, g->W);
+    size_t b = ms__scan_scratch_bytes(pl->K, pl->penalties ? g->hist[u].n : 0, g->W);
     if (b > g->scratch_need) g->scratch_need = b;
 }
 

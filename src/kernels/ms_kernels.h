@@ -68,7 +68,7 @@ typedef struct ms__scan_result {
 } ms__scan_result;
 
 /* Bytes of per-thread scratch ms__scan_row needs for these sizes. */
-size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width);
+size_t ms__scan_scratch_bytes(int32_t K, int32_t n_hist, int32_t width);
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch);
 
 /* Block primitives, picked once for the CPU (AVX-512 when present). */
@@ -112,8 +112,5 @@ static inline bool ms__cand_raw_before(const ms__cand *a, const ms__cand *b)
 /* Sort by rank order (v desc, id asc) or by (raw desc, id asc), comparator inlined. */
 void ms__cand_sort_rank(ms__cand *a, size_t n);
 void ms__cand_sort_raw(ms__cand *a, size_t n);
-/* Reorder a so that a[0..k) are the k first in rank order (unsorted). */
-void ms__cand_select_rank(ms__cand *a, size_t n, size_t k);
-void ms__cand_select_raw(ms__cand *a, size_t n, size_t k);
 
 #endif

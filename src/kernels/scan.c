@@ -149,25 +149,6 @@ void ms__cand_sort_raw(ms__cand *a, size_t n)
     sort_raw(a, n);
 }
 
-#define MS__DEFINE_SELECT(name, sorter)                                                           \
-    void name(ms__cand *a, size_t n, size_t k)                                                    \
-    {                                                                                             \
-        while (n > 24 && k > 0 && k < n) {                                                        \
-            size_t p = sorter##_partition(a, n);                                                  \
-            if (p == k || p + 1 == k) return;                                                     \
-            if (p > k) {                                                                          \
-                n = p;                                                                            \
-            } else {                                                                              \
-                a += p + 1;                                                                       \
-                n -= p + 1;                                                                       \
-                k -= p + 1;                                                                       \
-            }                                                                                     \
-        }                                                                                         \
-        if (k > 0 && k < n) sorter##_insertion(a, n);                                             \
-    }
-
-MS__DEFINE_SELECT(ms__cand_select_rank, sort_rank)
-MS__DEFINE_SELECT(ms__cand_select_raw, sort_raw)
 
 /* ---- portable block primitives ---- */
 
@@ -368,19 +349,17 @@ typedef struct scan_scratch {
     uint8_t *hblock; /* sub-blocks that hold a history token */
 } scan_scratch;
 
-static size_t scratch_layout(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width, void *base,
+static size_t scratch_layout(int32_t K, int32_t n_hist, int32_t width, void *base,
                              scan_scratch *sc)
 {
     const size_t nsb = (size_t)(width + MS_SUB - 1) / MS_SUB + 1, nh = (size_t)n_hist + 1;
-    /* tmp holds a small shard's real elements (fewer than K sub-blocks of them) or the
-     * candidates plus the history tokens, whichever is more */
+    /* tmp holds a small shard's real elements (fewer than K sub-blocks of them) */
     const size_t direct = (size_t)K * MS_SUB < (size_t)width ? (size_t)K * MS_SUB : (size_t)width;
-    const size_t merged = (size_t)K + (size_t)n_raw + (size_t)n_hist + 1;
     const size_t nsel = nsb > direct ? nsb : direct;
     const size_t sizes[] = {MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
                             nh * sizeof(int32_t),     nh * sizeof(int32_t), nh * sizeof(float),
                             nh * sizeof(float),
-                            (direct > merged ? direct : merged) * sizeof(ms__cand), nsb};
+                            (direct + 1) * sizeof(ms__cand), nsb};
     void **slots[] = {(void **)&sc->buf, (void **)&sc->bm,  (void **)&sc->sel, (void **)&sc->hpos,
                       (void **)&sc->hrel, (void **)&sc->hz, (void **)&sc->hzp, (void **)&sc->tmp,
                       (void **)&sc->hblock};
@@ -393,10 +372,10 @@ static size_t scratch_layout(int32_t K, int32_t n_raw, int32_t n_hist, int32_t w
     return off + 64;
 }
 
-size_t ms__scan_scratch_bytes(int32_t K, int32_t n_raw, int32_t n_hist, int32_t width)
+size_t ms__scan_scratch_bytes(int32_t K, int32_t n_hist, int32_t width)
 {
     scan_scratch sc;
-    return scratch_layout(K, n_raw, n_hist, width, NULL, &sc);
+    return scratch_layout(K, n_hist, width, NULL, &sc);
 }
 
 /* Add the values v[0..n) to l, with their sums from the vector exp. */
@@ -425,6 +404,15 @@ static void lse_add_many(const ms__block_ops *ops, ms__lse *l, const float *v, i
     const double s = ops->sumexp(v, n, l->max, 1.0f, NULL, 0, NULL, 0);
     l->sum += s;
     l->sum_t += inv_t == 1.0 ? s : ops->sumexp(v, n, l->max, (float)inv_t, NULL, 0, NULL, 0);
+}
+
+/* Offer c to the list a[0..*n) kept sorted in raw order, at most cap long. */
+static void raw_top_offer(ms__cand *a, int32_t *n, int32_t cap, const ms__cand *c)
+{
+    if (*n == cap && !ms__cand_raw_before(c, &a[cap - 1])) return;
+    int32_t i = *n < cap ? (*n)++ : cap - 1;
+    for (; i > 0 && ms__cand_raw_before(c, &a[i - 1]); i--) a[i] = a[i - 1];
+    a[i] = *c;
 }
 
 /* Heap order over the first n candidates. */
@@ -471,7 +459,7 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
 {
     const ms__block_ops *ops = ms__block_ops_get();
     scan_scratch sc;
-    scratch_layout(job->K, job->n_raw, job->n_hist, job->width, scratch, &sc);
+    scratch_layout(job->K, job->n_hist, job->width, scratch, &sc);
     const int32_t width = job->width, nh = job->n_hist;
     const int32_t nsb = (width + MS_SUB - 1) / MS_SUB;
     for (int32_t h = 0; h < nh; h++) sc.hpos[h] = job->hist[h].id - job->id_base;
@@ -595,21 +583,21 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     res->n_rawc = 0;
     bool dropped = hp.n == hp.cap && width > hp.cap;
     if (nh > 0) {
-        /* Raw top-n: the non-history candidates (raw == z') and the history tokens' raw values. */
-        int32_t nt = 0;
-        if (job->n_raw > 0) {
-            memcpy(sc.tmp, hp.h, (size_t)hp.n * sizeof *sc.tmp);
-            nt = hp.n;
-        }
+        /* Raw top-n: the non-history candidates (raw == z') and the history tokens' raw values,
+         * kept sorted in res->raw as they come (n_raw is small). */
+        int32_t nr = 0;
+        if (job->n_raw > 0)
+            for (int32_t i = 0; i < hp.n; i++) raw_top_offer(res->raw, &nr, job->n_raw, &hp.h[i]);
         for (int32_t h = 0; h < nh; h++) {
             const ms__hist_entry *e = &job->hist[h];
             const float z = sc.hz[h];
             const float zp = ms__penalize(z, e, job->sp, job->order);
-            sc.hz[h] = z;
             sc.hzp[h] = zp;
-            if (zp > -INFINITY) dropped |= heap_offer(&hp, (ms__cand){zp, z, e->id});
-            if (job->n_raw > 0 && z > -INFINITY) sc.tmp[nt++] = (ms__cand){zp, z, e->id};
+            const ms__cand c = {zp, z, e->id};
+            if (zp > -INFINITY) dropped |= heap_offer(&hp, c);
+            if (job->n_raw > 0 && z > -INFINITY) raw_top_offer(res->raw, &nr, job->n_raw, &c);
         }
+        res->n_rawc = nr;
         if (want_sum) {
             lse_add_many(ops, &res->pen, sc.hzp, nh, inv_t);
             lse_add_many(ops, &res->raw_lse, sc.hz, nh, inv_t);
@@ -618,13 +606,6 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
                 res->pen.ninf += sc.hzp[h] == INFINITY;
                 res->raw_lse.ninf += sc.hz[h] == INFINITY;
             }
-        }
-        if (job->n_raw > 0) {
-            /* only the first n_raw matter: select them, then sort those */
-            res->n_rawc = nt < job->n_raw ? nt : job->n_raw;
-            ms__cand_select_raw(sc.tmp, (size_t)nt, (size_t)res->n_rawc);
-            ms__cand_sort_raw(sc.tmp, (size_t)res->n_rawc);
-            memcpy(res->raw, sc.tmp, (size_t)res->n_rawc * sizeof *sc.tmp);
         }
     }
     res->n_cand = hp.n;

@@ -149,7 +149,7 @@ static void test_scan_row_matches_brute_force(void **state)
         qsort(r, (size_t)n, sizeof *r, ref_cmp);
         ms__scan_job job = {.row = x, .dtype = MS_DTYPE_F32, .width = width, .id_base = 100,
                             .K = K, .want_sum = true, .inv_t = 1.0};
-        void *scratch = calloc(1, ms__scan_scratch_bytes(K, 0, 0, width));
+        void *scratch = calloc(1, ms__scan_scratch_bytes(K, 0, width));
         ms__scan_result res = {.cand = cand, .raw = raw};
         ms__scan_row(&job, &res, scratch);
         free(scratch);
@@ -211,7 +211,7 @@ static void test_scan_row_with_history(void **state)
         ms__scan_job job = {.row = x, .dtype = MS_DTYPE_F32, .width = width, .id_base = 100,
                             .K = K, .hist = nh ? h : NULL, .n_hist = nh, .sp = &sp,
                             .order = MS_PENALTY_ORDER_TT, .want_sum = true, .inv_t = 1.0, .n_raw = 3};
-        void *scratch = calloc(1, ms__scan_scratch_bytes(K, 3, nh, width));
+        void *scratch = calloc(1, ms__scan_scratch_bytes(K, nh, width));
         ms__scan_result res = {.cand = cand, .raw = raw};
         ms__scan_row(&job, &res, scratch);
         free(scratch);
