@@ -76,8 +76,8 @@ static inline int32_t shard_valid_width(const ms_generator *g, int32_t s)
     return w <= 0 ? 0 : (w > g->W ? g->W : (int32_t)w);
 }
 
-/* Elements of a worker's next row prefetched while it finishes the current one: one chunk. */
-#define MS_PREFETCH_NEXT 8192
+/* Elements of a worker's next row prefetched while it finishes the current one: two chunks. */
+#define MS_PREFETCH_NEXT 16384
 
 static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int32_t s,
                         int32_t next_u, int32_t next_s, ms__worker *wk)

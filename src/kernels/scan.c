@@ -214,6 +214,14 @@ static float kth_largest(float *a, int32_t n, int32_t k)
     return a[k];
 }
 
+static double sumexp_max_portable(const float *x, int32_t n, float m, float scale,
+                                  const int32_t *skip, int32_t n_skip, const float *y, int32_t ny,
+                                  float *bm, float *ymax, const void *pf, size_t pf_bytes)
+{
+    *ymax = submax_portable(y, ny, NULL, 0, bm);
+    return sumexp_portable(x, n, m, scale, skip, n_skip, pf, pf_bytes);
+}
+
 static int32_t next_above_portable(const float *x, int32_t i, int32_t n, float t)
 {
     while (i < n && !(x[i] > t)) i++;
@@ -244,6 +252,7 @@ static const ms__block_ops portable_ops = {
     .name = "portable",
     .submax = submax_portable,
     .sumexp = sumexp_portable,
+    .sumexp_max = sumexp_max_portable,
     .kth = kth_largest,
     .next_above = next_above_portable,
     .convert = convert_portable,
@@ -325,7 +334,7 @@ static bool heap_offer(heap *hp, ms__cand c)
 #define MS_CHUNK 8192
 #endif
 #ifndef MS_PF_AHEAD
-#define MS_PF_AHEAD 1
+#define MS_PF_AHEAD 2
 #endif
 
 /* Floats of columns [a, a+n) of the row: in place for f32, converted into buf otherwise. */
@@ -339,7 +348,7 @@ static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_j
 
 /* The scratch of ms__scan_row, carved from one block. */
 typedef struct scan_scratch {
-    float *buf;     /* a converted chunk (16-bit inputs) */
+    float *buf;     /* two converted chunks (16-bit inputs) */
     float *bm;      /* sub-block maxima */
     float *sel;     /* values for a selection: the real sub-block maxima, or a small shard's */
     int32_t *hpos;  /* history positions in the row */
@@ -356,7 +365,7 @@ static size_t scratch_layout(int32_t K, int32_t n_hist, int32_t width, void *bas
     /* tmp holds a small shard's real elements (fewer than K sub-blocks of them) */
     const size_t direct = (size_t)K * MS_SUB < (size_t)width ? (size_t)K * MS_SUB : (size_t)width;
     const size_t nsel = nsb > direct ? nsb : direct;
-    const size_t sizes[] = {MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
+    const size_t sizes[] = {2 * MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
                             nh * sizeof(int32_t),     nh * sizeof(int32_t), nh * sizeof(float),
                             nh * sizeof(float),
                             (direct + 1) * sizeof(ms__cand), nsb};
@@ -476,45 +485,58 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     ms__lse seg = ms__lse_empty();
     float m = -INFINITY;
     int32_t hc = 0; /* first history token at or after the chunk */
-    for (int32_t c0 = 0; c0 < width; c0 += MS_CHUNK) {
+    /* Chunk 0's maxima on their own; every later chunk's come out of the previous chunk's exp
+     * pass, which loads them meanwhile (16-bit inputs alternate between two buffers). */
+    const int32_t cn0 = width < MS_CHUNK ? width : MS_CHUNK;
+    const float *xc = row_floats(ops, job, sc.buf, 0, cn0);
+    float cm = ops->submax(xc, cn0, NULL, 0, sc.bm);
+    for (int32_t c0 = 0, k = 0; c0 < width; c0 += MS_CHUNK, k ^= 1) {
         const int32_t c1 = width - c0 < MS_CHUNK ? width : c0 + MS_CHUNK, cn = c1 - c0;
         int32_t ns = 0;
         while (hc + ns < nh && sc.hpos[hc + ns] < c1) {
             sc.hrel[ns] = sc.hpos[hc + ns] - c0;
             ns++;
         }
-        const float *x = row_floats(ops, job, sc.buf, c0, cn);
         /* the history tokens' logits, read while the chunk is in L1 (NaN as -inf) */
         for (int32_t i = 0; i < ns; i++) {
-            const float z = x[sc.hrel[i]];
+            const float z = xc[sc.hrel[i]];
             sc.hz[hc + i] = z != z ? -INFINITY : z;
         }
         hc += ns;
-        const float cm = ops->submax(x, cn, NULL, 0, sc.bm + c0 / MS_SUB);
         m = cm > m ? cm : m;
-        if (!want_sum || !(cm > -INFINITY) || cm == INFINITY || m == INFINITY) continue;
-        if (cm > seg.max) { /* rescale what was summed to the new maximum */
-            if (seg.max > -INFINITY) {
-                double d = (double)seg.max - (double)cm;
-                seg.sum *= exp(d);
-                seg.sum_t *= exp(d * inv_t);
+        const int32_t nn = width - c1 < MS_CHUNK ? width - c1 : MS_CHUNK;
+        const float *y = nn > 0 ? row_floats(ops, job, sc.buf + (k ^ 1) * MS_CHUNK, c1, nn) : NULL;
+        float ym = -INFINITY;
+        if (want_sum && cm > -INFINITY && cm != INFINITY && m != INFINITY) {
+            if (cm > seg.max) { /* rescale what was summed to the new maximum */
+                if (seg.max > -INFINITY) {
+                    double d = (double)seg.max - (double)cm;
+                    seg.sum *= exp(d);
+                    seg.sum_t *= exp(d * inv_t);
+                }
+                seg.max = cm;
             }
-            seg.max = cm;
+            /* MS_PF_AHEAD chunks ahead in this row, or on into the next row this worker scans */
+            const int64_t pf_at = (int64_t)c0 + (int64_t)MS_PF_AHEAD * MS_CHUNK;
+            const char *pf = NULL;
+            size_t pf_bytes = 0;
+            if (pf_at < width) {
+                pf = (const char *)job->row + (size_t)pf_at * esz;
+                pf_bytes = (size_t)(width - pf_at < MS_CHUNK ? width - pf_at : MS_CHUNK) * esz;
+            } else if (job->next && (size_t)(pf_at - width) * esz < job->next_bytes) {
+                const size_t off = (size_t)(pf_at - width) * esz, left = job->next_bytes - off;
+                pf = (const char *)job->next + off;
+                pf_bytes = left < (size_t)MS_CHUNK * esz ? left : (size_t)MS_CHUNK * esz;
+            }
+            seg.sum += ops->sumexp_max(xc, cn, seg.max, 1.0f, sc.hrel, ns, y, nn,
+                                       sc.bm + c1 / MS_SUB, &ym, pf, pf_bytes);
+            if (scale_t != 1.0f)
+                seg.sum_t += ops->sumexp(xc, cn, seg.max, scale_t, sc.hrel, ns, NULL, 0);
+        } else if (nn > 0) {
+            ym = ops->submax(y, nn, NULL, 0, sc.bm + c1 / MS_SUB);
         }
-        /* MS_PF_AHEAD chunks ahead in this row, or on into the next row this worker scans */
-        const int64_t pf_at = (int64_t)c0 + (int64_t)MS_PF_AHEAD * MS_CHUNK;
-        const char *pf = NULL;
-        size_t pf_bytes = 0;
-        if (pf_at < width) {
-            pf = (const char *)job->row + (size_t)pf_at * esz;
-            pf_bytes = (size_t)(width - pf_at < MS_CHUNK ? width - pf_at : MS_CHUNK) * esz;
-        } else if (job->next && (size_t)(pf_at - width) * esz < job->next_bytes) {
-            const size_t off = (size_t)(pf_at - width) * esz, left = job->next_bytes - off;
-            pf = (const char *)job->next + off;
-            pf_bytes = left < (size_t)MS_CHUNK * esz ? left : (size_t)MS_CHUNK * esz;
-        }
-        seg.sum += ops->sumexp(x, cn, seg.max, 1.0f, sc.hrel, ns, pf, pf_bytes);
-        if (scale_t != 1.0f) seg.sum_t += ops->sumexp(x, cn, seg.max, scale_t, sc.hrel, ns, NULL, 0);
+        xc = y;
+        cm = ym;
     }
     if (scale_t == 1.0f) seg.sum_t = seg.sum;
     /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */

@@ -178,6 +178,90 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
     return _mm512_reduce_add_pd(d) * exp2(-(double)err);
 }
 
+/* The exp sum of x (as sumexp_avx512) with, in the same loop, the sub-block maxima of y (as
+ * submax_avx512 without skips): the loads and maxima of the next chunk fill the slots the
+ * FMA-bound exp leaves free, so the max pass costs next to nothing and its memory reads overlap
+ * the exps. */
+MS_AVX512 static double sumexp_max_avx512(const float *x, int32_t n, float m, float scale,
+                                          const int32_t *skip, int32_t n_skip, const float *y,
+                                          int32_t ny, float *bm, float *ymax, const void *pf,
+                                          size_t pf_bytes)
+{
+    const float cf = scale * 1.4426950408889634f;
+    const float mc = m * cf;
+    const float err = fmaf(m, cf, -mc);
+    const __m512 c = _mm512_set1_ps(cf), nmc = _mm512_set1_ps(-mc);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-200.0f);
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, y0 = ninf, y1 = ninf, yall = ninf;
+    __m512d d = _mm512_setzero_pd();
+    int32_t i = 0, s = 0, j = 0, sb = 0;
+    const char *p = pf;
+    const size_t iters = (size_t)n / 32 + 1;
+    const size_t lines = pf ? (pf_bytes + 63) / 64 : 0;
+    const size_t per = (lines + iters - 1) / iters;
+    size_t done = 0;
+    while (i + 32 <= n) {
+        const int32_t end = n - i > MS_BLOCK ? i + MS_BLOCK : n;
+        for (; i + 32 <= end; i += 32) {
+            for (size_t k = 0; k < per && done < lines; k++, done++)
+                _mm_prefetch(p + done * 64, _MM_HINT_T1);
+            if (s < n_skip && skip[s] < i + 32) {
+                const __mmask16 k0 = skip_lanes((__mmask16)0xffff, i, skip, n_skip, &s);
+                const __mmask16 k1 = skip_lanes((__mmask16)0xffff, i + 16, skip, n_skip, &s);
+                MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k0, x + i));
+                MS_SUMEXP_STEP(s1, _mm512_mask_loadu_ps(ninf, k1, x + i + 16));
+            } else {
+                MS_SUMEXP_STEP(s0, _mm512_loadu_ps(x + i));
+                MS_SUMEXP_STEP(s1, _mm512_loadu_ps(x + i + 16));
+            }
+            if (j + 32 <= ny) {
+                y0 = _mm512_max_ps(_mm512_loadu_ps(y + j), y0);
+                y1 = _mm512_max_ps(_mm512_loadu_ps(y + j + 16), y1);
+                j += 32;
+                if (j % MS_SUB == 0) {
+                    const __m512 v = _mm512_max_ps(y0, y1);
+                    bm[sb++] = _mm512_reduce_max_ps(v);
+                    yall = _mm512_max_ps(v, yall);
+                    y0 = y1 = ninf;
+                }
+            }
+        }
+        s0 = _mm512_add_ps(s0, s1);
+        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s0)));
+        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
+        s0 = s1 = _mm512_setzero_ps();
+    }
+    for (; done < lines; done++) _mm_prefetch(p + done * 64, _MM_HINT_T1);
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        k = skip_lanes(k, i, skip, n_skip, &s);
+        MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k, x + i));
+    }
+    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s0)));
+    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
+    /* the rest of y, continuing its open sub-block (y0 and y1 hold it while j is not at a
+     * sub-block boundary) */
+    if (j == ny && j % MS_SUB != 0) {
+        const __m512 v = _mm512_max_ps(y0, y1);
+        bm[sb++] = _mm512_reduce_max_ps(v);
+        yall = _mm512_max_ps(v, yall);
+    }
+    while (j < ny) {
+        const __mmask16 k =
+            ny - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ny - j)) - 1u);
+        y0 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k, y + j), y0);
+        j += 16;
+        if (j % MS_SUB == 0 || j >= ny) {
+            const __m512 v = _mm512_max_ps(y0, y1);
+            bm[sb++] = _mm512_reduce_max_ps(v);
+            yall = _mm512_max_ps(v, yall);
+            y0 = y1 = ninf;
+        }
+    }
+    *ymax = _mm512_reduce_max_ps(yall);
+    return _mm512_reduce_add_pd(d) * exp2(-(double)err);
+}
+
 MS_AVX512 static void convert_avx512(const void *src, ms_dtype t, int32_t n, float *dst)
 {
     const uint16_t *s = src;
@@ -261,6 +345,7 @@ static const ms__block_ops avx512_ops = {
     .name = "avx512",
     .submax = submax_avx512,
     .sumexp = sumexp_avx512,
+    .sumexp_max = sumexp_max_avx512,
     .next_above = next_above_avx512,
     .kth = kth_avx512,
     .convert = convert_avx512,

@@ -92,6 +92,34 @@ static void test_sumexp_matches_portable(void **state)
     }
 }
 
+/* The fused pass: the same sum, and the next chunk's maxima bit for bit, for any pair of lengths. */
+static void test_sumexp_max_matches_portable(void **state)
+{
+    (void)state;
+    const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
+    if (!w) skip();
+    uint64_t s = 23;
+    static float x[9000], y[9000], bw[64], bp[64], bm[64];
+    static int32_t skip[9000];
+    for (int rep = 0; rep < 300; rep++) {
+        const int32_t n = 1 + (int32_t)(rng_next(&s) % 9000);
+        const int32_t ny = (int32_t)(rng_next(&s) % 9000) * (rep % 7 != 0);
+        fill(x, n, &s, rep % 2 ? 3 : 0);
+        fill(y, ny, &s, rep % 3 ? 3 : 0);
+        for (int32_t i = 0; i < n; i++)
+            if (x[i] == INFINITY) x[i] = -INFINITY;
+        const int32_t ns = make_skip(skip, n, rep % 5 == 0 ? 0 : 1 + rep % 23, &s);
+        const float m = p->submax(x, n, NULL, 0, bm);
+        if (!(m > -INFINITY)) continue;
+        float yw = 0.0f, yp = 0.0f;
+        const double sw = w->sumexp_max(x, n, m, 1.0f, skip, ns, y, ny, bw, &yw, y, 64);
+        const double sp = p->sumexp_max(x, n, m, 1.0f, skip, ns, y, ny, bp, &yp, NULL, 0);
+        assert_true(fabs(sw - sp) <= 5e-6 * sp); /* as in the sumexp test */
+        assert_memory_equal(&yw, &yp, sizeof yw);
+        assert_memory_equal(bw, bp, (size_t)((ny + MS_SUB - 1) / MS_SUB) * sizeof *bw);
+    }
+}
+
 static void test_kth_matches_portable(void **state)
 {
     (void)state;
@@ -239,6 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submax_matches_portable),
         cmocka_unit_test(test_sumexp_matches_portable),
+        cmocka_unit_test(test_sumexp_max_matches_portable),
         cmocka_unit_test(test_kth_matches_portable),
         cmocka_unit_test(test_scan_row_matches_brute_force),
         cmocka_unit_test(test_scan_row_with_history),
