@@ -125,59 +125,6 @@ MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
         acc = _mm512_add_ps(acc, exp2_avx512(t_));                                                \
     } while (0)
 
-MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float scale,
-                                      const int32_t *skip, int32_t n_skip, const void *pf,
-                                      size_t pf_bytes)
-{
-    /* (x - m) * scale * log2(e) as one FMA, x*c - fl(m*c); the rounding of m*c is a common
-     * factor 2^err of every term, undone on the total below. */
-    const float cf = scale * 1.4426950408889634f;
-    const float mc = m * cf;
-    const float err = fmaf(m, cf, -mc);
-    const __m512 c = _mm512_set1_ps(cf), nmc = _mm512_set1_ps(-mc);
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-200.0f);
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-    __m512d d = _mm512_setzero_pd();
-    int32_t i = 0, s = 0;
-    /* Spread the prefetch of the next chunk over this loop: its lines arrive in L2 while the
-     * exps run, so the next max pass reads from cache instead of memory. */
-    const char *p = pf;
-    const size_t iters = (size_t)n / 32 + 1;
-    const size_t lines = pf ? (pf_bytes + 63) / 64 : 0;
-    const size_t per = (lines + iters - 1) / iters;
-    size_t done = 0;
-    while (i + 32 <= n) {
-        /* at most MS_BLOCK / 32 terms per lane in float, then into double */
-        const int32_t end = n - i > MS_BLOCK ? i + MS_BLOCK : n;
-        for (; i + 32 <= end; i += 32) {
-            for (size_t k = 0; k < per && done < lines; k++, done++)
-                _mm_prefetch(p + done * 64, _MM_HINT_T1);
-            if (s < n_skip && skip[s] < i + 32) {
-                const __mmask16 k0 = skip_lanes((__mmask16)0xffff, i, skip, n_skip, &s);
-                const __mmask16 k1 = skip_lanes((__mmask16)0xffff, i + 16, skip, n_skip, &s);
-                MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k0, x + i));
-                MS_SUMEXP_STEP(s1, _mm512_mask_loadu_ps(ninf, k1, x + i + 16));
-            } else {
-                MS_SUMEXP_STEP(s0, _mm512_loadu_ps(x + i));
-                MS_SUMEXP_STEP(s1, _mm512_loadu_ps(x + i + 16));
-            }
-        }
-        s0 = _mm512_add_ps(s0, s1);
-        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s0)));
-        d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
-        s0 = s1 = _mm512_setzero_ps();
-    }
-    for (; done < lines; done++) _mm_prefetch(p + done * 64, _MM_HINT_T1);
-    for (; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        k = skip_lanes(k, i, skip, n_skip, &s);
-        MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k, x + i));
-    }
-    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_castps512_ps256(s0)));
-    d = _mm512_add_pd(d, _mm512_cvtps_pd(_mm512_extractf32x8_ps(s0, 1)));
-    return _mm512_reduce_add_pd(d) * exp2(-(double)err);
-}
-
 /* The exp sum of x (as sumexp_avx512) with, in the same loop, the sub-block maxima of y (as
  * submax_avx512 without skips): the loads and maxima of the next chunk fill the slots the
  * FMA-bound exp leaves free, so the max pass costs next to nothing and its memory reads overlap
@@ -260,6 +207,15 @@ MS_AVX512 static double sumexp_max_avx512(const float *x, int32_t n, float m, fl
     }
     *ymax = _mm512_reduce_max_ps(yall);
     return _mm512_reduce_add_pd(d) * exp2(-(double)err);
+}
+
+/* The exp sum alone: the fused loop with no next chunk. */
+MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float scale,
+                                      const int32_t *skip, int32_t n_skip, const void *pf,
+                                      size_t pf_bytes)
+{
+    float ymax;
+    return sumexp_max_avx512(x, n, m, scale, skip, n_skip, NULL, 0, NULL, &ymax, pf, pf_bytes);
 }
 
 MS_AVX512 static void convert_avx512(const void *src, ms_dtype t, int32_t n, float *dst)
