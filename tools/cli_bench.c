@@ -51,7 +51,9 @@ static const char bench_usage[] =
     "  --logprobs N           log-probs with top-N\n"
     "  --greedy               temperature 0\n"
     "  --trace on|off         replay the internal trace (default off); one generator per\n"
-    "                         rotating buffer, since a trace is bound to its buffers\n"
+    "                         rotating buffer, since a trace is bound to its buffers (so\n"
+    "                         with --penalties each history grows once per rotation, not\n"
+    "                         once per step: compare traced and eager without penalties)\n"
     "  --steps N              timed steps (default 50, after warm-up)\n"
     "  --json                 one JSON object instead of the table\n";
 
