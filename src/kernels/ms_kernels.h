@@ -33,7 +33,6 @@ static inline ms__lse ms__lse_empty(void)
     ms__lse l = {-INFINITY, 0.0, 0.0, 0};
     return l;
 }
-void ms__lse_add(ms__lse *l, float v, double inv_t);
 /* Merge b into a. */
 void ms__lse_merge(ms__lse *a, const ms__lse *b, double inv_t);
 /* log of sum exp(x) (scale 1); +inf when any value is +inf; -inf when empty. */

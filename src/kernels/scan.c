@@ -3,25 +3,6 @@
 #include "common/ms_rng.h"
 #include "kernels/ms_kernels.h"
 
-void ms__lse_add(ms__lse *l, float v, double inv_t)
-{
-    if (v == INFINITY) {
-        l->ninf++;
-    } else if (v > -INFINITY) {
-        /* at T = 1 both sums are the same number: one exp */
-        if (v > l->max) {
-            double d = (double)l->max - (double)v, e = exp(d);
-            l->sum = l->sum * e + 1.0;
-            l->sum_t = l->sum_t * (inv_t == 1.0 ? e : exp(d * inv_t)) + 1.0;
-            l->max = v;
-        } else {
-            double d = (double)v - (double)l->max, e = exp(d);
-            l->sum += e;
-            l->sum_t += inv_t == 1.0 ? e : exp(d * inv_t);
-        }
-    }
-}
-
 void ms__lse_merge(ms__lse *a, const ms__lse *b, double inv_t)
 {
     a->ninf += b->ninf;
@@ -327,9 +308,9 @@ static bool heap_offer(heap *hp, ms__cand c)
     return true;
 }
 
-/* Chunk of the pipelined passes: 32 KiB of f32, in L1/L2 while its successor is prefetched;
- * and how many chunks ahead the exp pass prefetches (both overridable for tuning runs: 4096 to
- * 16384 and 1 to 3 chunks ahead measured the same here). */
+/* Chunk of the pipelined passes: 32 KiB of f32, in L1 while the next chunk's max pass rides in
+ * its exp loop; and how many chunks ahead that loop prefetches: 2, since the next chunk is
+ * being loaded already (1 and 3 measured slower here). Both overridable for tuning runs. */
 #ifndef MS_CHUNK
 #define MS_CHUNK 8192
 #endif
@@ -385,6 +366,19 @@ size_t ms__scan_scratch_bytes(int32_t K, int32_t n_hist, int32_t width)
 {
     scan_scratch sc;
     return scratch_layout(K, n_hist, width, NULL, &sc);
+}
+
+/* The history positions in columns [a, b), relative to a, into sc->hrel; *h moves to the
+ * first at or after a (callers visit ranges in column order). Returns how many. */
+static int32_t skips_in(const scan_scratch *sc, int32_t nh, int32_t *h, int32_t a, int32_t b)
+{
+    int32_t ns = 0;
+    while (*h < nh && sc->hpos[*h] < a) (*h)++;
+    while (*h + ns < nh && sc->hpos[*h + ns] < b) {
+        sc->hrel[ns] = sc->hpos[*h + ns] - a;
+        ns++;
+    }
+    return ns;
 }
 
 /* Add the values v[0..n) to l, with their sums from the vector exp. */
@@ -492,11 +486,7 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     float cm = ops->submax(xc, cn0, NULL, 0, sc.bm);
     for (int32_t c0 = 0, k = 0; c0 < width; c0 += MS_CHUNK, k ^= 1) {
         const int32_t c1 = width - c0 < MS_CHUNK ? width : c0 + MS_CHUNK, cn = c1 - c0;
-        int32_t ns = 0;
-        while (hc + ns < nh && sc.hpos[hc + ns] < c1) {
-            sc.hrel[ns] = sc.hpos[hc + ns] - c0;
-            ns++;
-        }
+        const int32_t ns = skips_in(&sc, nh, &hc, c0, c1);
         /* the history tokens' logits, read while the chunk is in L1 (NaN as -inf) */
         for (int32_t i = 0; i < ns; i++) {
             const float z = xc[sc.hrel[i]];
@@ -567,12 +557,7 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         for (int32_t j = 0, h = 0; j < nsb; j++) {
             if (!sc.hblock[j]) continue;
             const int32_t a = j * MS_SUB, len = width - a < MS_SUB ? width - a : MS_SUB;
-            int32_t ns = 0;
-            while (h < nh && sc.hpos[h] < a) h++;
-            while (h + ns < nh && sc.hpos[h + ns] < a + len) {
-                sc.hrel[ns] = sc.hpos[h + ns] - a;
-                ns++;
-            }
+            const int32_t ns = skips_in(&sc, nh, &h, a, a + len);
             float e;
             ops->submax(row_floats(ops, job, sc.buf, a, len), len, sc.hrel, ns, &e);
             if (e > -INFINITY) sc.sel[nreal++] = e;
