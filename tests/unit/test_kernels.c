@@ -152,6 +152,49 @@ static int ref_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* Runs ms__scan_row on the f32 row x (ids from 100) with K candidates and the history h[0..nh)
+ * penalised by sp, and checks it against brute force: the candidates exactly, and the
+ * penalised and raw exp sums relative to the row's maximum m within 5e-6 (as in the kernel
+ * tests above); without history the penalised maximum is m itself. */
+static void check_scan(const float *x, int32_t width, int32_t K, const ms__hist_entry *h,
+                       int32_t nh, const ms_slot_params *sp, ref_cand *r)
+{
+    ms__cand cand[64], raw[8];
+    int32_t n = 0, hi = 0;
+    double sum_pen = 0.0, sum_raw = 0.0;
+    float m = -INFINITY;
+    for (int32_t i = 0; i < width; i++) m = x[i] > m ? x[i] : m;
+    for (int32_t i = 0; i < width; i++) {
+        const float z = x[i] != x[i] ? -INFINITY : x[i];
+        float v = z;
+        if (hi < nh && h[hi].id == 100 + i) v = ms__penalize(z, &h[hi++], sp, MS_PENALTY_ORDER_TT);
+        if (v > -INFINITY) r[n++] = (ref_cand){v, 100 + i};
+        if (v > -INFINITY) sum_pen += exp((double)v - (double)m);
+        if (z > -INFINITY) sum_raw += exp((double)z - (double)m);
+    }
+    qsort(r, (size_t)n, sizeof *r, ref_cmp);
+    ms__scan_job job = {.row = x, .dtype = MS_DTYPE_F32, .width = width, .id_base = 100, .K = K,
+                        .hist = nh ? h : NULL, .n_hist = nh, .sp = sp,
+                        .order = MS_PENALTY_ORDER_TT, .want_sum = true, .inv_t = 1.0, .n_raw = 3};
+    void *scratch = calloc(1, ms__scan_scratch_bytes(K, nh, width));
+    ms__scan_result res = {.cand = cand, .raw = raw};
+    ms__scan_row(&job, &res, scratch);
+    free(scratch);
+    const int32_t want = n < K ? n : K;
+    assert_int_equal(res.n_cand, want);
+    for (int32_t i = 0; i < want; i++) {
+        assert_int_equal(res.cand[i].id, r[i].id);
+        assert_true(res.cand[i].v == r[i].v);
+    }
+    if (n > 0 && m < 1e30f) {
+        if (nh == 0) assert_true(res.pen.max == m);
+        const double pen = res.pen.sum * exp((double)res.pen.max - (double)m);
+        const double rawv = res.raw_lse.sum * exp((double)res.raw_lse.max - (double)m);
+        assert_true(fabs(pen - sum_pen) <= 5e-6 * sum_pen);
+        assert_true(fabs(rawv - sum_raw) <= 5e-6 * sum_raw);
+    }
+}
+
 static void test_scan_row_matches_brute_force(void **state)
 {
     (void)state;
@@ -159,7 +202,6 @@ static void test_scan_row_matches_brute_force(void **state)
     enum { MAXW = 40000 };
     float *x = malloc(MAXW * sizeof *x);
     ref_cand *r = malloc(MAXW * sizeof *r);
-    ms__cand cand[64], raw[8];
     for (int rep = 0; rep < 120; rep++) {
         const int32_t width = 1 + (int32_t)(rng_next(&s) % (rep % 2 ? 300 : MAXW));
         const int32_t K = 1 + (int32_t)(rng_next(&s) % 64);
@@ -168,30 +210,7 @@ static void test_scan_row_matches_brute_force(void **state)
             if (rep % 3 == 0) x[i] = roundf(x[i]);
         for (int32_t i = 0; i < width; i++)
             if (x[i] == INFINITY) x[i] = 1e30f; /* +inf rows are the invariance tests' business */
-        int32_t n = 0;
-        double sum = 0.0;
-        float m = -INFINITY;
-        for (int32_t i = 0; i < width; i++)
-            if (x[i] > -INFINITY) r[n++] = (ref_cand){x[i], 100 + i}, m = x[i] > m ? x[i] : m;
-        for (int32_t i = 0; i < n; i++) sum += exp((double)r[i].v - (double)m);
-        qsort(r, (size_t)n, sizeof *r, ref_cmp);
-        ms__scan_job job = {.row = x, .dtype = MS_DTYPE_F32, .width = width, .id_base = 100,
-                            .K = K, .want_sum = true, .inv_t = 1.0};
-        void *scratch = calloc(1, ms__scan_scratch_bytes(K, 0, width));
-        ms__scan_result res = {.cand = cand, .raw = raw};
-        ms__scan_row(&job, &res, scratch);
-        free(scratch);
-        const int32_t want = n < K ? n : K;
-        assert_int_equal(res.n_cand, want);
-        for (int32_t i = 0; i < want; i++) {
-            assert_int_equal(res.cand[i].id, r[i].id);
-            assert_true(res.cand[i].v == r[i].v);
-        }
-        if (n > 0 && m < 1e30f) {
-            assert_true(res.pen.max == m);
-            /* relative 5e-6 as in the kernel test above */
-            assert_true(fabs(res.pen.sum - sum) <= 5e-6 * sum);
-        }
+        check_scan(x, width, K, NULL, 0, NULL, r);
     }
     free(x);
     free(r);
@@ -208,7 +227,6 @@ static void test_scan_row_with_history(void **state)
     float *x = malloc(MAXW * sizeof *x);
     ref_cand *r = malloc(MAXW * sizeof *r);
     ms__hist_entry *h = malloc(MAXH * sizeof *h);
-    ms__cand cand[64], raw[8];
     ms_slot_params sp = {.temperature = 1.0f, .presence_penalty = 0.7f, .frequency_penalty = 0.3f,
                          .repetition_penalty = 1.3f};
     for (int rep = 0; rep < 80; rep++) {
@@ -223,39 +241,7 @@ static void test_scan_row_with_history(void **state)
         for (int32_t i = 0; i < width && nh < MAXH; i++)
             if (rng_next(&s) % (uint64_t)every == 0)
                 h[nh++] = (ms__hist_entry){100 + i, (int32_t)(rng_next(&s) % 3), (int32_t)(i & 1)};
-        int32_t n = 0, hi = 0;
-        double sum_pen = 0.0, sum_raw = 0.0;
-        float m = -INFINITY;
-        for (int32_t i = 0; i < width; i++) m = x[i] > m ? x[i] : m;
-        for (int32_t i = 0; i < width; i++) {
-            const float z = x[i] != x[i] ? -INFINITY : x[i];
-            float v = z;
-            if (hi < nh && h[hi].id == 100 + i) v = ms__penalize(z, &h[hi++], &sp, MS_PENALTY_ORDER_TT);
-            if (v > -INFINITY) r[n++] = (ref_cand){v, 100 + i};
-            if (v > -INFINITY) sum_pen += exp((double)v - (double)m);
-            if (z > -INFINITY) sum_raw += exp((double)z - (double)m);
-        }
-        qsort(r, (size_t)n, sizeof *r, ref_cmp);
-        ms__scan_job job = {.row = x, .dtype = MS_DTYPE_F32, .width = width, .id_base = 100,
-                            .K = K, .hist = nh ? h : NULL, .n_hist = nh, .sp = &sp,
-                            .order = MS_PENALTY_ORDER_TT, .want_sum = true, .inv_t = 1.0, .n_raw = 3};
-        void *scratch = calloc(1, ms__scan_scratch_bytes(K, nh, width));
-        ms__scan_result res = {.cand = cand, .raw = raw};
-        ms__scan_row(&job, &res, scratch);
-        free(scratch);
-        const int32_t want = n < K ? n : K;
-        assert_int_equal(res.n_cand, want);
-        for (int32_t i = 0; i < want; i++) {
-            assert_int_equal(res.cand[i].id, r[i].id);
-            assert_true(res.cand[i].v == r[i].v);
-        }
-        if (n > 0 && m < 1e30f) {
-            /* both sums relative to m; 5e-6 as above */
-            const double pen = res.pen.sum * exp((double)res.pen.max - (double)m);
-            const double rawv = res.raw_lse.sum * exp((double)res.raw_lse.max - (double)m);
-            assert_true(fabs(pen - sum_pen) <= 5e-6 * sum_pen);
-            assert_true(fabs(rawv - sum_raw) <= 5e-6 * sum_raw);
-        }
+        check_scan(x, width, K, h, nh, &sp, r);
     }
     free(x);
     free(r);
