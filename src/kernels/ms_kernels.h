@@ -88,8 +88,8 @@ typedef struct ms__block_ops {
                          const void *pf, size_t pf_bytes);
     /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may reorder a */
     float (*kth)(float *a, int32_t n, int32_t k);
-    /* index of the first x > t at or after i, or n */
-    int32_t (*next_above)(const float *x, int32_t i, int32_t n, float t);
+    /* base + i for all x[i] > t, ascending, into idx; returns how many */
+    int32_t (*above)(const float *x, int32_t n, float t, int32_t base, int32_t *idx);
     /* n bf16 or f16 values to float, exactly */
     void (*convert)(const void *src, ms_dtype t, int32_t n, float *dst);
     /* y[i] = exp(x[i]) for x <= 0, relative error ~1e-7 */

@@ -203,10 +203,12 @@ static double sumexp_max_portable(const float *x, int32_t n, float m, float scal
     return sumexp_portable(x, n, m, scale, skip, n_skip, pf, pf_bytes);
 }
 
-static int32_t next_above_portable(const float *x, int32_t i, int32_t n, float t)
+static int32_t above_portable(const float *x, int32_t n, float t, int32_t base, int32_t *idx)
 {
-    while (i < n && !(x[i] > t)) i++;
-    return i;
+    int32_t c = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (x[i] > t) idx[c++] = base + i;
+    return c;
 }
 
 static void convert_portable(const void *src, ms_dtype t, int32_t n, float *dst)
@@ -235,7 +237,7 @@ static const ms__block_ops portable_ops = {
     .sumexp = sumexp_portable,
     .sumexp_max = sumexp_max_portable,
     .kth = kth_largest,
-    .next_above = next_above_portable,
+    .above = above_portable,
     .convert = convert_portable,
     .expv = expv_portable,
     .uniforms = uniforms_portable,
@@ -260,60 +262,15 @@ const ms__block_ops *ms__block_ops_get(void)
     return c;
 }
 
-/* ---- min-heap of candidates; the root is the one ranked last ---- */
-
-static void heap_sift_down(ms__cand *h, int32_t n, int32_t i)
-{
-    for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && ms__cand_before(&h[w], &h[l])) w = l;
-        if (r < n && ms__cand_before(&h[w], &h[r])) w = r;
-        if (w == i) return;
-        ms__cand t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
-    }
-}
-
-static void heap_sift_up(ms__cand *h, int32_t i)
-{
-    while (i > 0) {
-        int32_t p = (i - 1) / 2;
-        if (!ms__cand_before(&h[p], &h[i])) return;
-        ms__cand t = h[i];
-        h[i] = h[p];
-        h[p] = t;
-        i = p;
-    }
-}
-
-typedef struct heap {
-    ms__cand *h;
-    int32_t n, cap;
-} heap;
-
-/* Offer c; returns true when something real was dropped (c itself or an evicted entry). */
-static bool heap_offer(heap *hp, ms__cand c)
-{
-    if (hp->n < hp->cap) {
-        hp->h[hp->n] = c;
-        heap_sift_up(hp->h, hp->n++);
-        return false;
-    }
-    if (ms__cand_before(&c, &hp->h[0])) {
-        hp->h[0] = c;
-        heap_sift_down(hp->h, hp->n, 0);
-    }
-    return true;
-}
-
 /* Chunk of the pipelined passes: 32 KiB of f32, in L1 while the next chunk's max pass rides in
  * its exp loop; and how many chunks ahead that loop prefetches: 2, since the next chunk is
  * being loaded already (1 and 3 measured slower here). Both overridable for tuning runs. */
 #ifndef MS_CHUNK
 #define MS_CHUNK 8192
 #endif
+/* Positions pass B gathers before turning them into candidates (at least one sub-block). */
+#define MS_IDX_CAP 2048
+_Static_assert(MS_IDX_CAP >= MS_SUB, "pass B gathers a whole sub-block at once");
 #ifndef MS_PF_AHEAD
 #define MS_PF_AHEAD 2
 #endif
@@ -335,25 +292,35 @@ typedef struct scan_scratch {
     int32_t *hpos;  /* history positions in the row */
     int32_t *hrel;  /* the same, relative to the current chunk */
     float *hz, *hzp; /* history tokens' raw and penalised logits */
-    ms__cand *tmp;
+    ms__cand *tmp;   /* candidates in id order */
+    ms__cand *hcand; /* the history tokens' candidates */
     uint8_t *hblock; /* sub-blocks that hold a history token */
+    int32_t *idx;    /* positions pass B collects */
+    int32_t *list;   /* sub-blocks pass B visits */
+    int32_t ntmp;    /* capacity of tmp */
 } scan_scratch;
 
 static size_t scratch_layout(int32_t K, int32_t n_hist, int32_t width, void *base,
                              scan_scratch *sc)
 {
     const size_t nsb = (size_t)(width + MS_SUB - 1) / MS_SUB + 1, nh = (size_t)n_hist + 1;
-    /* tmp holds a small shard's real elements (fewer than K sub-blocks of them) */
+    /* tmp holds a small shard's real elements (fewer than K sub-blocks of them), and the best K
+     * merged with the history's best K; pass B's collection keeps to it by cutting to K */
     const size_t direct = (size_t)K * MS_SUB < (size_t)width ? (size_t)K * MS_SUB : (size_t)width;
-    const size_t nsel = nsb > direct ? nsb : direct;
+    const size_t ntmp = (direct > 2 * (size_t)K ? direct : 2 * (size_t)K) + 1;
+    size_t nsel = nsb > ntmp ? nsb : ntmp; /* values for kth: maxima, tmp or hcand */
+    nsel = nsel > nh ? nsel : nh;
     const size_t sizes[] = {2 * MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
                             nh * sizeof(int32_t),     nh * sizeof(int32_t), nh * sizeof(float),
-                            nh * sizeof(float),
-                            (direct + 1) * sizeof(ms__cand), nsb};
-    void **slots[] = {(void **)&sc->buf, (void **)&sc->bm,  (void **)&sc->sel, (void **)&sc->hpos,
-                      (void **)&sc->hrel, (void **)&sc->hz, (void **)&sc->hzp, (void **)&sc->tmp,
-                      (void **)&sc->hblock};
+                            nh * sizeof(float),       ntmp * sizeof(ms__cand),
+                            nh * sizeof(ms__cand),    nsb,
+                            MS_IDX_CAP * sizeof(int32_t), nsb * sizeof(int32_t)};
+    void **slots[] = {(void **)&sc->buf,   (void **)&sc->bm,    (void **)&sc->sel,
+                      (void **)&sc->hpos,  (void **)&sc->hrel,  (void **)&sc->hz,
+                      (void **)&sc->hzp,   (void **)&sc->tmp,   (void **)&sc->hcand,
+                      (void **)&sc->hblock, (void **)&sc->idx, (void **)&sc->list};
     size_t off = 0;
+    sc->ntmp = (int32_t)ntmp;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         off = (off + 63) & ~(size_t)63;
         if (base) *slots[i] = (char *)base + off;
@@ -418,44 +385,64 @@ static void raw_top_offer(ms__cand *a, int32_t *n, int32_t cap, const ms__cand *
     a[i] = *c;
 }
 
-/* Heap order over the first n candidates. */
-static void heapify(ms__cand *h, int32_t n)
+/* The best `keep` of c[0..n) (held in id order, so ties at the cut go to the lower ids), moved to
+ * its front in the same order; *kth gets the value at the cut. sel is room for n floats.
+ * Returns how many remain. */
+static int32_t keep_best(const ms__block_ops *ops, float *sel, ms__cand *c, int32_t n,
+                         int32_t keep, float *kth)
 {
-    for (int32_t i = n / 2 - 1; i >= 0; i--) heap_sift_down(h, n, i);
+    if (n <= keep) return n;
+    for (int32_t i = 0; i < n; i++) sel[i] = c[i].v;
+    const float t = ops->kth(sel, n, keep - 1);
+    int32_t w = 0, ties = 0;
+    for (int32_t i = 0; i < n; i++) ties += c[i].v > t;
+    ties = keep - ties; /* how many equal to t get in */
+    for (int32_t i = 0; i < n; i++) {
+        const float v = c[i].v;
+        if (v > t || (v == t && ties-- > 0)) c[w++] = c[i];
+    }
+    *kth = t;
+    return keep;
 }
 
-/* A small shard (fewer real sub-blocks than K): its top K chosen directly from all its real
- * tokens outside the history, into the heap. */
-static void select_direct(const ms__block_ops *ops, const ms__scan_job *job, const scan_scratch *sc,
-                          int32_t nsb, heap *hp)
+/* a[0..na) and b[0..nb), each in id order, merged into a (room for na + nb) in id order. */
+static int32_t merge_by_id(ms__cand *a, int32_t na, const ms__cand *b, int32_t nb)
 {
-    int32_t nt = 0, hs = 0;
-    for (int32_t j = 0; j < nsb; j++) {
-        if (sc->bm[j] == -INFINITY) continue;
-        const int32_t a = j * MS_SUB, len = job->width - a < MS_SUB ? job->width - a : MS_SUB;
-        const float *x = row_floats(ops, job, sc->buf, a, len);
-        for (int32_t i = 0; i < len; i++) {
-            while (hs < job->n_hist && sc->hpos[hs] < a + i) hs++;
-            if (!(x[i] > -INFINITY) || (hs < job->n_hist && sc->hpos[hs] == a + i)) continue;
-            sc->tmp[nt++] = (ms__cand){x[i], x[i], job->id_base + a + i};
+    for (int32_t i = na - 1, j = nb - 1, w = na + nb - 1; j >= 0; w--)
+        a[w] = i >= 0 && a[i].id > b[j].id ? a[i--] : b[j--];
+    return na + nb;
+}
+
+/* Pass B's collection: the tokens above *thr in the sub-blocks list[0..nl) (in column order),
+ * outside the history (those are offered later with their penalised values), into tmp from
+ * nt on. Positions are gathered first, a batch of sub-blocks at a time, then turned into
+ * candidates: a heap offered one token at a time cost twice as much here. When tmp fills (only with many ties at t0) the best K so far
+ * stay and *thr rises to the K-th: a later token equal to it loses the tie (higher id). Returns
+ * the new count. */
+static int32_t collect(const ms__block_ops *ops, const ms__scan_job *job, scan_scratch *sc,
+                       const int32_t *list, int32_t nl, float *thr, int32_t nt)
+{
+    int32_t c = 0, hs = 0, q = 0;
+    for (;;) {
+        for (; q < nl; q++) {
+            const int32_t a = list[q] * MS_SUB;
+            const int32_t len = job->width - a < MS_SUB ? job->width - a : MS_SUB;
+            if (c + len > MS_IDX_CAP) break;
+            c += ops->above(row_floats(ops, job, sc->buf, a, len), len, *thr, a, sc->idx + c);
         }
-    }
-    int32_t keep = nt < hp->cap ? nt : hp->cap;
-    if (keep < nt) {
-        /* The keep-th value as a threshold; ties at it go by id, and tmp is in id order. */
-        for (int32_t i = 0; i < nt; i++) sc->sel[i] = sc->tmp[i].v;
-        const float t = ops->kth(sc->sel, nt, keep - 1);
-        int32_t w = 0, ties = 0;
-        for (int32_t i = 0; i < nt; i++) ties += sc->tmp[i].v > t;
-        ties = keep - ties; /* how many equal to t get in */
-        for (int32_t i = 0; i < nt; i++) {
-            const float v = sc->tmp[i].v;
-            if (v > t || (v == t && ties-- > 0)) sc->tmp[w++] = sc->tmp[i];
+        for (int32_t k = 0; k < c; k++) {
+            const int32_t i = sc->idx[k];
+            while (hs < job->n_hist && sc->hpos[hs] < i) hs++;
+            if (hs < job->n_hist && sc->hpos[hs] == i) continue;
+            const float v = ms__load(job->row, job->dtype, i);
+            if (!(v > *thr)) continue; /* *thr rose meanwhile */
+            if (nt == sc->ntmp) nt = keep_best(ops, sc->sel, sc->tmp, nt, job->K, thr);
+            if (!(v > *thr)) continue;
+            sc->tmp[nt++] = (ms__cand){v, v, job->id_base + i};
         }
+        if (q == nl) return nt;
+        c = 0;
     }
-    memcpy(hp->h, sc->tmp, (size_t)keep * sizeof *hp->h);
-    hp->n = keep;
-    if (job->n_hist > 0) heapify(hp->h, keep); /* the history tokens are offered next */
 }
 
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
@@ -547,7 +534,6 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element. t0 comes from
      * the maxima of sub-blocks without history tokens (each one a real value of z'), and from
      * the exact maxima of the others only when those are too few. */
-    heap hp = {res->cand, 0, job->K};
     memset(sc.hblock, 0, (size_t)nsb);
     for (int32_t h = 0; h < nh; h++) sc.hblock[sc.hpos[h] / MS_SUB] = 1;
     int32_t nreal = 0;
@@ -563,48 +549,50 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             if (e > -INFINITY) sc.sel[nreal++] = e;
         }
     }
+    int32_t nt = 0, nl = 0;
     if (nreal < job->K) {
-        select_direct(ops, job, &sc, nsb, &hp);
+        /* a small shard (fewer real sub-blocks than K): all its real tokens */
+        float thr = -INFINITY;
+        for (int32_t j = 0; j < nsb; j++) sc.list[nl] = j, nl += sc.bm[j] > -INFINITY;
+        nt = collect(ops, job, &sc, sc.list, nl, &thr, 0);
     } else {
         const float t0 = ops->kth(sc.sel, nreal, job->K - 1);
-        const float below_t0 = nextafterf(t0, -INFINITY); /* x > below_t0  <=>  x >= t0 */
-        int32_t hs = 0;
-        for (int32_t j = 0; j < nsb; j++) {
-            if (!(sc.bm[j] >= t0)) continue;
-            const int32_t a = j * MS_SUB, len = width - a < MS_SUB ? width - a : MS_SUB;
-            const float *x = row_floats(ops, job, sc.buf, a, len);
-            float thr = hp.n < hp.cap ? below_t0 : (hp.h[0].v > below_t0 ? hp.h[0].v : below_t0);
-            for (int32_t i = ops->next_above(x, 0, len, thr); i < len;
-                 i = ops->next_above(x, i + 1, len, thr)) {
-                /* history tokens come below, with their penalised values */
-                while (hs < nh && sc.hpos[hs] < a + i) hs++;
-                if (hs < nh && sc.hpos[hs] == a + i) continue;
-                heap_offer(&hp, (ms__cand){x[i], x[i], job->id_base + a + i});
-                if (hp.n == hp.cap && hp.h[0].v > thr) thr = hp.h[0].v;
-            }
-        }
+        float thr = nextafterf(t0, -INFINITY); /* x > thr  <=>  x >= t0 */
+        for (int32_t j = 0; j < nsb; j++) sc.list[nl] = j, nl += sc.bm[j] >= t0;
+        nt = collect(ops, job, &sc, sc.list, nl, &thr, 0);
     }
+    float cut;
+    nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, &cut); /* the best K outside the history */
 
     res->pen = seg;
     res->raw_lse = seg;
     res->n_rawc = 0;
-    bool dropped = hp.n == hp.cap && width > hp.cap;
     if (nh > 0) {
         /* Raw top-n: the non-history candidates (raw == z') and the history tokens' raw values,
          * kept sorted in res->raw as they come (n_raw is small). */
-        int32_t nr = 0;
+        int32_t nr = 0, nc = 0;
         if (job->n_raw > 0)
-            for (int32_t i = 0; i < hp.n; i++) raw_top_offer(res->raw, &nr, job->n_raw, &hp.h[i]);
+            for (int32_t i = 0; i < nt; i++) raw_top_offer(res->raw, &nr, job->n_raw, &sc.tmp[i]);
+        /* with K candidates already, a history token below the last of them cannot get in */
+        float low = -INFINITY;
+        if (nt == job->K) {
+            low = INFINITY;
+            for (int32_t i = 0; i < nt; i++) low = sc.tmp[i].v < low ? sc.tmp[i].v : low;
+        }
         for (int32_t h = 0; h < nh; h++) {
             const ms__hist_entry *e = &job->hist[h];
             const float z = sc.hz[h];
             const float zp = ms__penalize(z, e, job->sp, job->order);
             sc.hzp[h] = zp;
             const ms__cand c = {zp, z, e->id};
-            if (zp > -INFINITY) dropped |= heap_offer(&hp, c);
+            if (zp > -INFINITY && zp >= low) sc.hcand[nc++] = c;
             if (job->n_raw > 0 && z > -INFINITY) raw_top_offer(res->raw, &nr, job->n_raw, &c);
         }
         res->n_rawc = nr;
+        /* the history tokens' best K among the others' (both lists in id order) */
+        nc = keep_best(ops, sc.sel, sc.hcand, nc, job->K, &cut);
+        nt = merge_by_id(sc.tmp, nt, sc.hcand, nc);
+        nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, &cut);
         if (want_sum) {
             lse_add_many(ops, &res->pen, sc.hzp, nh, inv_t);
             lse_add_many(ops, &res->raw_lse, sc.hz, nh, inv_t);
@@ -615,8 +603,9 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             }
         }
     }
-    res->n_cand = hp.n;
-    res->truncated = dropped;
+    memcpy(res->cand, sc.tmp, (size_t)nt * sizeof *res->cand);
+    res->n_cand = nt;
+    res->truncated = nt == job->K && width > job->K;
     ms__cand_sort_rank(res->cand, (size_t)res->n_cand);
     if (job->n_raw > 0 && nh == 0) {
         res->n_rawc = res->n_cand < job->n_raw ? res->n_cand : job->n_raw;

@@ -139,6 +139,29 @@ static void test_kth_matches_portable(void **state)
     }
 }
 
+static void test_above_matches_portable(void **state)
+{
+    (void)state;
+    const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
+    if (!w) skip();
+    uint64_t s = 31;
+    static float x[700];
+    static int32_t iw[700], ip[700];
+    for (int rep = 0; rep < 3000; rep++) {
+        const int32_t n = (int32_t)(rng_next(&s) % 700);
+        fill(x, n, &s, 30);
+        /* thresholds from the row itself (ties at t), and beyond it */
+        const float t = rep % 7 == 0 ? -INFINITY : rep % 11 == 0 ? 100.0f
+                        : n > 0                  ? x[rng_next(&s) % (uint64_t)n]
+                                                 : 0.0f;
+        if (t != t) continue;
+        const int32_t base = (int32_t)(rng_next(&s) % 100000);
+        const int32_t cw = w->above(x, n, t, base, iw), cp = p->above(x, n, t, base, ip);
+        assert_int_equal(cw, cp);
+        assert_memory_equal(iw, ip, (size_t)cw * sizeof *iw);
+    }
+}
+
 /* Brute force of ms__scan_row without history: top K by (v desc, id asc), and the exp sum. */
 typedef struct ref_cand {
     float v;
@@ -212,6 +235,11 @@ static void test_scan_row_matches_brute_force(void **state)
             if (x[i] == INFINITY) x[i] = 1e30f; /* +inf rows are the invariance tests' business */
         check_scan(x, width, K, NULL, 0, NULL, r);
     }
+    /* One value everywhere: every token ties with t0, more than pass B's buffer holds, so it
+     * cuts to the K lowest ids again and again. */
+    for (int32_t i = 0; i < MAXW; i++) x[i] = 0.5f;
+    check_scan(x, MAXW, 3, NULL, 0, NULL, r);
+    check_scan(x, MAXW, 64, NULL, 0, NULL, r);
     free(x);
     free(r);
 }
@@ -303,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_sumexp_matches_portable),
         cmocka_unit_test(test_sumexp_max_matches_portable),
         cmocka_unit_test(test_kth_matches_portable),
+        cmocka_unit_test(test_above_matches_portable),
         cmocka_unit_test(test_scan_row_matches_brute_force),
         cmocka_unit_test(test_scan_row_with_history),
         cmocka_unit_test(test_scan_row_16bit_matches_f32),
