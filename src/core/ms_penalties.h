@@ -38,15 +38,18 @@ ms_status ms__history_copy(ms__history *dst, const ms__history *src);
 static inline float ms__penalize(float z, const ms__hist_entry *h, const ms_slot_params *p,
                                  ms_penalty_order order)
 {
+    /* both sides of the repetition penalty, then a select: the sign of z is unpredictable */
     const float r = p->repetition_penalty;
     if (order == MS_PENALTY_ORDER_OPENAI) {
-        z = z > 0.0f ? z / r : z * r;
+        const float q = z / r, m = z * r;
+        z = z > 0.0f ? q : m;
         z = z - p->frequency_penalty * (float)h->count;
         if (h->count > 0) z = z - p->presence_penalty;
     } else {
         if (h->count > 0) z = z - p->presence_penalty;
         z = z - p->frequency_penalty * (float)h->count;
-        z = z > 0.0f ? z / r : z * r;
+        const float q = z / r, m = z * r;
+        z = z > 0.0f ? q : m;
     }
     return z != z ? -INFINITY : z;
 }

@@ -377,7 +377,7 @@ static void lse_add_many(const ms__block_ops *ops, ms__lse *l, const float *v, i
 }
 
 /* Offer c to the list a[0..*n) kept sorted in raw order, at most cap long. */
-static void raw_top_offer(ms__cand *a, int32_t *n, int32_t cap, const ms__cand *c)
+static inline void raw_top_offer(ms__cand *a, int32_t *n, int32_t cap, const ms__cand *c)
 {
     if (*n == cap && !ms__cand_raw_before(c, &a[cap - 1])) return;
     int32_t i = *n < cap ? (*n)++ : cap - 1;
@@ -537,8 +537,8 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     memset(sc.hblock, 0, (size_t)nsb);
     for (int32_t h = 0; h < nh; h++) sc.hblock[sc.hpos[h] / MS_SUB] = 1;
     int32_t nreal = 0;
-    for (int32_t j = 0; j < nsb; j++)
-        if (sc.bm[j] > -INFINITY && !sc.hblock[j]) sc.sel[nreal++] = sc.bm[j];
+    for (int32_t j = 0; j < nsb; j++) /* no branch: which sub-blocks hold history is random */
+        sc.sel[nreal] = sc.bm[j], nreal += (sc.bm[j] > -INFINITY) & !sc.hblock[j];
     if (nreal < job->K && nh > 0) {
         for (int32_t j = 0, h = 0; j < nsb; j++) {
             if (!sc.hblock[j]) continue;
