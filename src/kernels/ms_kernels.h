@@ -90,6 +90,8 @@ typedef struct ms__block_ops {
     float (*kth)(float *a, int32_t n, int32_t k);
     /* base + i for all x[i] > t, ascending, into idx; returns how many */
     int32_t (*above)(const float *x, int32_t n, float t, int32_t base, int32_t *idx);
+    /* pos[i] = the place of key[i] in ascending order, equal keys in index order (n <= 64) */
+    void (*ranks)(const uint64_t *key, int32_t n, int32_t *pos);
     /* n bf16 or f16 values to float, exactly */
     void (*convert)(const void *src, ms_dtype t, int32_t n, float *dst);
     /* y[i] = exp(x[i]) for x <= 0, relative error ~1e-7 */

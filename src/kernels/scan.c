@@ -90,7 +90,7 @@ MS__DEFINE_SORT(sort_raw, ms__cand, ms__cand_raw_before)
  * values come first, then the id. -0 is read as +0, as the float comparison sees them. */
 typedef struct rank_key {
     uint64_t key;
-    float raw;
+    uint32_t at; /* where the candidate was */
 } rank_key;
 
 static inline uint64_t rank_key_of(const ms__cand *c)
@@ -105,24 +105,30 @@ static inline uint64_t rank_key_of(const ms__cand *c)
 #define MS__KEY_BEFORE(x, y) ((x)->key < (y)->key)
 MS__DEFINE_SORT(sort_keys, rank_key, MS__KEY_BEFORE)
 
-/* Short lists (the candidates of a shard) sort on 64-bit keys: one integer compare. */
+/* Short lists (the candidates of a shard) sort on 64-bit keys: one integer compare. Up to 64
+ * go to the place their rank gives (a count of smaller keys, without a branch on the data);
+ * quicksort's branches cost more at that size. */
 void ms__cand_sort_rank(ms__cand *a, size_t n)
 {
-    enum { CAP = 512 };
+    enum { CAP = 512, RANKED = 64 };
     if (n > CAP) {
         sort_rank(a, n);
         return;
     }
-    rank_key k[CAP];
-    for (size_t i = 0; i < n; i++) k[i] = (rank_key){rank_key_of(&a[i]), a[i].raw};
-    sort_keys(k, n);
-    for (size_t i = 0; i < n; i++) {
-        const uint32_t hi = ~(uint32_t)(k[i].key >> 32);
-        const uint32_t b = (hi & 0x80000000u) ? (hi & 0x7fffffffu) : ~hi;
-        float v;
-        memcpy(&v, &b, sizeof v);
-        a[i] = (ms__cand){v, k[i].raw, (int32_t)(uint32_t)k[i].key};
+    ms__cand t[CAP];
+    memcpy(t, a, n * sizeof *a);
+    if (n <= RANKED) {
+        uint64_t key[RANKED];
+        int32_t pos[RANKED];
+        for (size_t i = 0; i < n; i++) key[i] = rank_key_of(&a[i]);
+        ms__block_ops_get()->ranks(key, (int32_t)n, pos);
+        for (size_t i = 0; i < n; i++) a[pos[i]] = t[i];
+        return;
     }
+    rank_key k[CAP];
+    for (size_t i = 0; i < n; i++) k[i] = (rank_key){rank_key_of(&a[i]), (uint32_t)i};
+    sort_keys(k, n);
+    for (size_t i = 0; i < n; i++) a[i] = t[k[i].at];
 }
 
 void ms__cand_sort_raw(ms__cand *a, size_t n)
@@ -211,6 +217,15 @@ static int32_t above_portable(const float *x, int32_t n, float t, int32_t base, 
     return c;
 }
 
+static void ranks_portable(const uint64_t *key, int32_t n, int32_t *pos)
+{
+    for (int32_t i = 0; i < n; i++) {
+        int32_t r = 0;
+        for (int32_t j = 0; j < n; j++) r += key[j] < key[i] || (key[j] == key[i] && j < i);
+        pos[i] = r;
+    }
+}
+
 static void convert_portable(const void *src, ms_dtype t, int32_t n, float *dst)
 {
     const uint16_t *r = src;
@@ -238,6 +253,7 @@ static const ms__block_ops portable_ops = {
     .sumexp_max = sumexp_max_portable,
     .kth = kth_largest,
     .above = above_portable,
+    .ranks = ranks_portable,
     .convert = convert_portable,
     .expv = expv_portable,
     .uniforms = uniforms_portable,

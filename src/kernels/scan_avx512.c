@@ -116,6 +116,25 @@ MS_AVX512 static int32_t above_avx512(const float *x, int32_t n, float t, int32_
     return c;
 }
 
+/* Each key against eight at a time: how many are smaller, and how many equal ones come before. */
+MS_AVX512 static void ranks_avx512(const uint64_t *key, int32_t n, int32_t *pos)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const __m512i ki = _mm512_set1_epi64((long long)key[i]);
+        int32_t r = 0;
+        for (int32_t j = 0; j < n; j += 8) {
+            const __mmask8 m = n - j >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - j)) - 1u);
+            const __mmask8 before = i - j >= 8 ? (__mmask8)0xff
+                                    : i > j    ? (__mmask8)((1u << (i - j)) - 1u)
+                                               : (__mmask8)0;
+            const __m512i kj = _mm512_maskz_loadu_epi64(m, key + j);
+            r += __builtin_popcount(_mm512_mask_cmplt_epu64_mask(m, kj, ki)) +
+                 __builtin_popcount(_mm512_mask_cmpeq_epu64_mask(before, kj, ki));
+        }
+        pos[i] = r;
+    }
+}
+
 /* 2^t: t = n + f with |f| <= 1/2, 2^f by a degree-5 Chebyshev fit (relative error < 1.1e-7 on
  * [-1/2, 1/2]), scaled by 2^n exactly (scalef gives 0 far below, no clamp needed). */
 MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
@@ -317,6 +336,7 @@ static const ms__block_ops avx512_ops = {
     .sumexp = sumexp_avx512,
     .sumexp_max = sumexp_max_avx512,
     .above = above_avx512,
+    .ranks = ranks_avx512,
     .kth = kth_avx512,
     .convert = convert_avx512,
     .expv = expv_avx512,

@@ -162,6 +162,53 @@ static void test_above_matches_portable(void **state)
     }
 }
 
+static void test_ranks_matches_portable(void **state)
+{
+    (void)state;
+    const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
+    if (!w) skip();
+    uint64_t s = 37;
+    uint64_t key[64];
+    int32_t pw[64], pp[64];
+    for (int rep = 0; rep < 3000; rep++) {
+        const int32_t n = (int32_t)(rng_next(&s) % 65);
+        for (int32_t i = 0; i < n; i++) /* few distinct keys in some lists: equal ones too */
+            key[i] = rep % 3 == 0 ? rng_next(&s) % 5 : rng_next(&s);
+        w->ranks(key, n, pw);
+        p->ranks(key, n, pp);
+        assert_memory_equal(pw, pp, (size_t)n * sizeof *pw);
+    }
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const ms__cand *x = a, *y = b;
+    return ms__cand_before(x, y) ? -1 : ms__cand_before(y, x) ? 1 : 0;
+}
+
+/* The three ways ms__cand_sort_rank sorts (ranks up to 64, keys up to 512, quicksort beyond)
+ * against qsort: the same order, and the candidates themselves moved (raw and -0 kept). */
+static void test_sort_rank_matches_qsort(void **state)
+{
+    (void)state;
+    uint64_t s = 41;
+    enum { N = 700 };
+    static ms__cand a[N], r[N];
+    for (int rep = 0; rep < 400; rep++) {
+        const int32_t n = rep < 100 ? rep : (int32_t)(rng_next(&s) % N);
+        for (int32_t i = 0; i < n; i++) {
+            const uint64_t x = rng_next(&s);
+            const float v = rep % 2 ? (float)(int32_t)(x % 7) - 3.0f : (float)(x % 100000) / 7.0f;
+            a[i] = (ms__cand){x % 11 == 0 ? -0.0f : v, (float)i, (int32_t)((x >> 20) % 1000000)};
+            a[i].id = a[i].id * N + i; /* distinct ids */
+        }
+        memcpy(r, a, (size_t)n * sizeof *a);
+        qsort(r, (size_t)n, sizeof *r, cand_cmp);
+        ms__cand_sort_rank(a, (size_t)n);
+        assert_memory_equal(a, r, (size_t)n * sizeof *a);
+    }
+}
+
 /* Brute force of ms__scan_row without history: top K by (v desc, id asc), and the exp sum. */
 typedef struct ref_cand {
     float v;
@@ -332,6 +379,8 @@ int main(void)
         cmocka_unit_test(test_sumexp_max_matches_portable),
         cmocka_unit_test(test_kth_matches_portable),
         cmocka_unit_test(test_above_matches_portable),
+        cmocka_unit_test(test_ranks_matches_portable),
+        cmocka_unit_test(test_sort_rank_matches_qsort),
         cmocka_unit_test(test_scan_row_matches_brute_force),
         cmocka_unit_test(test_scan_row_with_history),
         cmocka_unit_test(test_scan_row_16bit_matches_f32),
