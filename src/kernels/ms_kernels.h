@@ -86,7 +86,7 @@ typedef struct ms__block_ops {
     double (*sumexp_max)(const float *x, int32_t n, float m, float scale, const int32_t *skip,
                          int32_t n_skip, const float *y, int32_t ny, float *bm, float *ymax,
                          const void *pf, size_t pf_bytes);
-    /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may reorder a */
+    /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may overwrite a */
     float (*kth)(float *a, int32_t n, int32_t k);
     /* base + i for all x[i] > t, ascending, into idx; returns how many */
     int32_t (*above)(const float *x, int32_t n, float t, int32_t base, int32_t *idx);

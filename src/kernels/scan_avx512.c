@@ -68,20 +68,25 @@ MS_AVX512 static inline __m512i float_keys(__m512 v)
 
 /* The (k+1)-th largest of a[0..n) (no NaN), bit by bit: the largest key t with at least k+1
  * keys >= t. 32 counting passes over a few vectors, without the unpredictable branches of a
- * quickselect. */
+ * quickselect. a is turned into the keys first (the contract lets it be reordered, so it may
+ * be overwritten), which takes the mapping out of the 32 passes. */
 MS_AVX512 static float kth_avx512(float *a, int32_t n, int32_t k)
 {
+    uint32_t *key = (uint32_t *)a;
+    for (int32_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_epi32(key + i, m, float_keys(_mm512_maskz_loadu_ps(m, a + i)));
+    }
+    const __mmask16 last = n % 16 ? (__mmask16)((1u << (n % 16)) - 1u) : (__mmask16)0xffff;
     uint32_t t = 0;
     for (int b = 31; b >= 0; b--) {
         const uint32_t cand = t | (1u << b);
         const __m512i vc = _mm512_set1_epi32((int)cand);
-        int32_t c = 0;
-        for (int32_t i = 0; i < n; i += 16) {
-            const __mmask16 m =
-                n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-            const __m512i key = float_keys(_mm512_maskz_loadu_ps(m, a + i));
-            c += __builtin_popcount(_mm512_mask_cmpge_epu32_mask(m, key, vc));
-        }
+        int32_t c = 0, i = 0;
+        for (; i + 16 < n; i += 16)
+            c += __builtin_popcount(_mm512_cmpge_epu32_mask(_mm512_loadu_si512(key + i), vc));
+        c += __builtin_popcount(
+            _mm512_mask_cmpge_epu32_mask(last, _mm512_maskz_loadu_epi32(last, key + i), vc));
         if (c >= k + 1) t = cand;
     }
     const uint32_t bits = (t & 0x80000000u) ? t ^ 0x80000000u : ~t;
