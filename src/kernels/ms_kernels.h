@@ -81,11 +81,12 @@ typedef struct ms__block_ops {
      * meanwhile prefetches pf_bytes from pf (the next chunk) so memory and exp work overlap */
     double (*sumexp)(const float *x, int32_t n, float m, float scale, const int32_t *skip,
                      int32_t n_skip, const void *pf, size_t pf_bytes);
-    /* sumexp of x and, in the same pass, submax of y[0..ny) without skips: bm for y's
-     * sub-blocks and *ymax (-inf when ny is 0) */
+    /* sumexp of x and, in the same pass, submax of y[0..ny) leaving out yskip[0..n_yskip):
+     * bm for y's sub-blocks and *ymax (-inf when ny is 0) */
     double (*sumexp_max)(const float *x, int32_t n, float m, float scale, const int32_t *skip,
-                         int32_t n_skip, const float *y, int32_t ny, float *bm, float *ymax,
-                         const void *pf, size_t pf_bytes);
+                         int32_t n_skip, const float *y, int32_t ny, const int32_t *yskip,
+                         int32_t n_yskip, float *bm, float *ymax, const void *pf,
+                         size_t pf_bytes);
     /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may overwrite a */
     float (*kth)(float *a, int32_t n, int32_t k);
     /* base + i for all x[i] > t, ascending, into idx; returns how many */

@@ -203,9 +203,10 @@ static float kth_largest(float *a, int32_t n, int32_t k)
 
 static double sumexp_max_portable(const float *x, int32_t n, float m, float scale,
                                   const int32_t *skip, int32_t n_skip, const float *y, int32_t ny,
-                                  float *bm, float *ymax, const void *pf, size_t pf_bytes)
+                                  const int32_t *yskip, int32_t n_yskip, float *bm, float *ymax,
+                                  const void *pf, size_t pf_bytes)
 {
-    *ymax = submax_portable(y, ny, NULL, 0, bm);
+    *ymax = submax_portable(y, ny, yskip, n_yskip, bm);
     return sumexp_portable(x, n, m, scale, skip, n_skip, pf, pf_bytes);
 }
 
@@ -306,11 +307,11 @@ typedef struct scan_scratch {
     float *bm;      /* sub-block maxima */
     float *sel;     /* values for a selection: the real sub-block maxima, or a small shard's */
     int32_t *hpos;  /* history positions in the row */
-    int32_t *hrel;  /* the same, relative to the current chunk */
+    int32_t *hrel;  /* the same, relative to a chunk: two lists of nhrel (this chunk, the next) */
+    int32_t nhrel;
     float *hz, *hzp; /* history tokens' raw and penalised logits */
     ms__cand *tmp;   /* candidates in id order */
     ms__cand *hcand; /* the history tokens' candidates */
-    uint8_t *hblock; /* sub-blocks that hold a history token */
     int32_t *idx;    /* positions pass B collects */
     int32_t *list;   /* sub-blocks pass B visits */
     int32_t ntmp;    /* capacity of tmp */
@@ -327,15 +328,16 @@ static size_t scratch_layout(int32_t K, int32_t n_hist, int32_t width, void *bas
     size_t nsel = nsb > ntmp ? nsb : ntmp; /* values for kth: maxima, tmp or hcand */
     nsel = nsel > nh ? nsel : nh;
     const size_t sizes[] = {2 * MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
-                            nh * sizeof(int32_t),     nh * sizeof(int32_t), nh * sizeof(float),
+                            nh * sizeof(int32_t),     2 * nh * sizeof(int32_t), nh * sizeof(float),
                             nh * sizeof(float),       ntmp * sizeof(ms__cand),
-                            nh * sizeof(ms__cand),    nsb,
-                            MS_IDX_CAP * sizeof(int32_t), nsb * sizeof(int32_t)};
-    void **slots[] = {(void **)&sc->buf,   (void **)&sc->bm,    (void **)&sc->sel,
-                      (void **)&sc->hpos,  (void **)&sc->hrel,  (void **)&sc->hz,
-                      (void **)&sc->hzp,   (void **)&sc->tmp,   (void **)&sc->hcand,
-                      (void **)&sc->hblock, (void **)&sc->idx, (void **)&sc->list};
+                            nh * sizeof(ms__cand),    MS_IDX_CAP * sizeof(int32_t),
+                            nsb * sizeof(int32_t)};
+    void **slots[] = {(void **)&sc->buf,  (void **)&sc->bm,   (void **)&sc->sel,
+                      (void **)&sc->hpos, (void **)&sc->hrel, (void **)&sc->hz,
+                      (void **)&sc->hzp,  (void **)&sc->tmp,  (void **)&sc->hcand,
+                      (void **)&sc->idx,  (void **)&sc->list};
     size_t off = 0;
+    sc->nhrel = (int32_t)nh;
     sc->ntmp = (int32_t)ntmp;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         off = (off + 63) & ~(size_t)63;
@@ -351,14 +353,15 @@ size_t ms__scan_scratch_bytes(int32_t K, int32_t n_hist, int32_t width)
     return scratch_layout(K, n_hist, width, NULL, &sc);
 }
 
-/* The history positions in columns [a, b), relative to a, into sc->hrel; *h moves to the
- * first at or after a (callers visit ranges in column order). Returns how many. */
-static int32_t skips_in(const scan_scratch *sc, int32_t nh, int32_t *h, int32_t a, int32_t b)
+/* The history positions in columns [a, b), relative to a, into rel; *h moves to the first at
+ * or after a (callers visit ranges in column order). Returns how many. */
+static int32_t skips_in(const scan_scratch *sc, int32_t nh, int32_t *h, int32_t a, int32_t b,
+                        int32_t *rel)
 {
     int32_t ns = 0;
     while (*h < nh && sc->hpos[*h] < a) (*h)++;
     while (*h + ns < nh && sc->hpos[*h + ns] < b) {
-        sc->hrel[ns] = sc->hpos[*h + ns] - a;
+        rel[ns] = sc->hpos[*h + ns] - a;
         ns++;
     }
     return ns;
@@ -471,34 +474,37 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     for (int32_t h = 0; h < nh; h++) sc.hpos[h] = job->hist[h].id - job->id_base;
 
     /* Pass A and pass C, chunk by chunk: the maxima of sub-blocks, then, when statistics are
-     * wanted, the exp sum of the chunk without the history tokens (their penalised values are
-     * handled one by one below) while the next chunk is prefetched. A maximum here includes the
-     * raw values of its sub-block's history tokens: an upper bound, which the filter of pass B
-     * and the reference of the sums can use, but t0 cannot. */
+     * wanted, the exp sum of the chunk, while the next chunk is prefetched. Both leave out the
+     * history tokens, whose penalised values are handled one by one below: each maximum is a
+     * real value of z', so t0 can come from any of them. */
     const bool want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0;
     const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
     const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
     const size_t esz = ms__dtype_size(job->dtype);
     ms__lse seg = ms__lse_empty();
     float m = -INFINITY;
-    int32_t hc = 0; /* first history token at or after the chunk */
     /* Chunk 0's maxima on their own; every later chunk's come out of the previous chunk's exp
-     * pass, which loads them meanwhile (16-bit inputs alternate between two buffers). */
+     * pass, which loads them meanwhile (16-bit inputs, and the chunks' history positions,
+     * alternate between two buffers). */
     const int32_t cn0 = width < MS_CHUNK ? width : MS_CHUNK;
     const float *xc = row_floats(ops, job, sc.buf, 0, cn0);
-    float cm = ops->submax(xc, cn0, NULL, 0, sc.bm);
+    int32_t hc = 0; /* the chunk's first history token */
+    int32_t ns = skips_in(&sc, nh, &hc, 0, cn0, sc.hrel);
+    float cm = ops->submax(xc, cn0, sc.hrel, ns, sc.bm);
     for (int32_t c0 = 0, k = 0; c0 < width; c0 += MS_CHUNK, k ^= 1) {
         const int32_t c1 = width - c0 < MS_CHUNK ? width : c0 + MS_CHUNK, cn = c1 - c0;
-        const int32_t ns = skips_in(&sc, nh, &hc, c0, c1);
+        const int32_t *hrel = sc.hrel + (size_t)k * sc.nhrel;
+        int32_t *hnext = sc.hrel + (size_t)(k ^ 1) * sc.nhrel;
         /* the history tokens' logits, read while the chunk is in L1 (NaN as -inf) */
         for (int32_t i = 0; i < ns; i++) {
-            const float z = xc[sc.hrel[i]];
+            const float z = xc[hrel[i]];
             sc.hz[hc + i] = z != z ? -INFINITY : z;
         }
-        hc += ns;
         m = cm > m ? cm : m;
         const int32_t nn = width - c1 < MS_CHUNK ? width - c1 : MS_CHUNK;
         const float *y = nn > 0 ? row_floats(ops, job, sc.buf + (k ^ 1) * MS_CHUNK, c1, nn) : NULL;
+        int32_t hn = hc + ns;
+        const int32_t nsn = nn > 0 ? skips_in(&sc, nh, &hn, c1, c1 + nn, hnext) : 0;
         float ym = -INFINITY;
         if (want_sum && cm > -INFINITY && cm != INFINITY && m != INFINITY) {
             if (cm > seg.max) { /* rescale what was summed to the new maximum */
@@ -521,15 +527,17 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
                 pf = (const char *)job->next + off;
                 pf_bytes = left < (size_t)MS_CHUNK * esz ? left : (size_t)MS_CHUNK * esz;
             }
-            seg.sum += ops->sumexp_max(xc, cn, seg.max, 1.0f, sc.hrel, ns, y, nn,
+            seg.sum += ops->sumexp_max(xc, cn, seg.max, 1.0f, hrel, ns, y, nn, hnext, nsn,
                                        sc.bm + c1 / MS_SUB, &ym, pf, pf_bytes);
             if (scale_t != 1.0f)
-                seg.sum_t += ops->sumexp(xc, cn, seg.max, scale_t, sc.hrel, ns, NULL, 0);
+                seg.sum_t += ops->sumexp(xc, cn, seg.max, scale_t, hrel, ns, NULL, 0);
         } else if (nn > 0) {
-            ym = ops->submax(y, nn, NULL, 0, sc.bm + c1 / MS_SUB);
+            ym = ops->submax(y, nn, hnext, nsn, sc.bm + c1 / MS_SUB);
         }
         xc = y;
         cm = ym;
+        hc = hn;
+        ns = nsn;
     }
     if (scale_t == 1.0f) seg.sum_t = seg.sum;
     /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */
@@ -547,24 +555,10 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         }
     }
 
-    /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element. t0 comes from
-     * the maxima of sub-blocks without history tokens (each one a real value of z'), and from
-     * the exact maxima of the others only when those are too few. */
-    memset(sc.hblock, 0, (size_t)nsb);
-    for (int32_t h = 0; h < nh; h++) sc.hblock[sc.hpos[h] / MS_SUB] = 1;
+    /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element; t0 is the
+     * K-th largest of the maxima, each one the value of a token outside the history. */
     int32_t nreal = 0;
-    for (int32_t j = 0; j < nsb; j++) /* no branch: which sub-blocks hold history is random */
-        sc.sel[nreal] = sc.bm[j], nreal += (sc.bm[j] > -INFINITY) & !sc.hblock[j];
-    if (nreal < job->K && nh > 0) {
-        for (int32_t j = 0, h = 0; j < nsb; j++) {
-            if (!sc.hblock[j]) continue;
-            const int32_t a = j * MS_SUB, len = width - a < MS_SUB ? width - a : MS_SUB;
-            const int32_t ns = skips_in(&sc, nh, &h, a, a + len);
-            float e;
-            ops->submax(row_floats(ops, job, sc.buf, a, len), len, sc.hrel, ns, &e);
-            if (e > -INFINITY) sc.sel[nreal++] = e;
-        }
-    }
+    for (int32_t j = 0; j < nsb; j++) sc.sel[nreal] = sc.bm[j], nreal += sc.bm[j] > -INFINITY;
     int32_t nt = 0, nl = 0;
     if (nreal < job->K) {
         /* a small shard (fewer real sub-blocks than K): all its real tokens */

@@ -3,6 +3,7 @@
 #include "kernels/ms_kernels.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -169,7 +170,8 @@ MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
  * the exps. */
 MS_AVX512 static double sumexp_max_avx512(const float *x, int32_t n, float m, float scale,
                                           const int32_t *skip, int32_t n_skip, const float *y,
-                                          int32_t ny, float *bm, float *ymax, const void *pf,
+                                          int32_t ny, const int32_t *yskip, int32_t n_yskip,
+                                          float *bm, float *ymax, const void *pf,
                                           size_t pf_bytes)
 {
     const float cf = scale * 1.4426950408889634f;
@@ -179,7 +181,9 @@ MS_AVX512 static double sumexp_max_avx512(const float *x, int32_t n, float m, fl
     const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-200.0f);
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, y0 = ninf, y1 = ninf, yall = ninf;
     __m512d d = _mm512_setzero_pd();
-    int32_t i = 0, s = 0, j = 0, sb = 0;
+    int32_t i = 0, s = 0, j = 0, sb = 0, ys = 0;
+    /* the next skipped positions, in registers: one compare an iteration when there is none */
+    int32_t xnext = n_skip > 0 ? skip[0] : INT32_MAX, ynext = n_yskip > 0 ? yskip[0] : INT32_MAX;
     const char *p = pf;
     const size_t iters = (size_t)n / 32 + 1;
     const size_t lines = pf ? (pf_bytes + 63) / 64 : 0;
@@ -190,9 +194,10 @@ MS_AVX512 static double sumexp_max_avx512(const float *x, int32_t n, float m, fl
         for (; i + 32 <= end; i += 32) {
             for (size_t k = 0; k < per && done < lines; k++, done++)
                 _mm_prefetch(p + done * 64, _MM_HINT_T1);
-            if (s < n_skip && skip[s] < i + 32) {
+            if (xnext < i + 32) {
                 const __mmask16 k0 = skip_lanes((__mmask16)0xffff, i, skip, n_skip, &s);
                 const __mmask16 k1 = skip_lanes((__mmask16)0xffff, i + 16, skip, n_skip, &s);
+                xnext = s < n_skip ? skip[s] : INT32_MAX;
                 MS_SUMEXP_STEP(s0, _mm512_mask_loadu_ps(ninf, k0, x + i));
                 MS_SUMEXP_STEP(s1, _mm512_mask_loadu_ps(ninf, k1, x + i + 16));
             } else {
@@ -200,8 +205,16 @@ MS_AVX512 static double sumexp_max_avx512(const float *x, int32_t n, float m, fl
                 MS_SUMEXP_STEP(s1, _mm512_loadu_ps(x + i + 16));
             }
             if (j + 32 <= ny) {
-                y0 = _mm512_max_ps(_mm512_loadu_ps(y + j), y0);
-                y1 = _mm512_max_ps(_mm512_loadu_ps(y + j + 16), y1);
+                if (ynext < j + 32) {
+                    const __mmask16 k0 = skip_lanes((__mmask16)0xffff, j, yskip, n_yskip, &ys);
+                    const __mmask16 k1 = skip_lanes((__mmask16)0xffff, j + 16, yskip, n_yskip, &ys);
+                    ynext = ys < n_yskip ? yskip[ys] : INT32_MAX;
+                    y0 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k0, y + j), y0);
+                    y1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k1, y + j + 16), y1);
+                } else {
+                    y0 = _mm512_max_ps(_mm512_loadu_ps(y + j), y0);
+                    y1 = _mm512_max_ps(_mm512_loadu_ps(y + j + 16), y1);
+                }
                 j += 32;
                 if (j % MS_SUB == 0) {
                     const __m512 v = _mm512_max_ps(y0, y1);
@@ -232,8 +245,8 @@ MS_AVX512 static double sumexp_max_avx512(const float *x, int32_t n, float m, fl
         yall = _mm512_max_ps(v, yall);
     }
     while (j < ny) {
-        const __mmask16 k =
-            ny - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ny - j)) - 1u);
+        __mmask16 k = ny - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ny - j)) - 1u);
+        k = skip_lanes(k, j, yskip, n_yskip, &ys);
         y0 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k, y + j), y0);
         j += 16;
         if (j % MS_SUB == 0 || j >= ny) {
@@ -253,7 +266,8 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
                                       size_t pf_bytes)
 {
     float ymax;
-    return sumexp_max_avx512(x, n, m, scale, skip, n_skip, NULL, 0, NULL, &ymax, pf, pf_bytes);
+    return sumexp_max_avx512(x, n, m, scale, skip, n_skip, NULL, 0, NULL, 0, NULL, &ymax, pf,
+                             pf_bytes);
 }
 
 MS_AVX512 static void convert_avx512(const void *src, ms_dtype t, int32_t n, float *dst)
