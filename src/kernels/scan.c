@@ -416,10 +416,17 @@ static int32_t keep_best(const ms__block_ops *ops, float *sel, ms__cand *c, int3
     int32_t w = 0, ties = 0;
     for (int32_t i = 0; i < n; i++) ties += c[i].v > t;
     ties = keep - ties; /* how many equal to t get in */
+    /* Which ones stay is random: their places are listed without a branch (into sel, free
+     * after kth, so that no store aliases the loads of c), then they move to the front. */
+    int32_t *at = (int32_t *)sel;
     for (int32_t i = 0; i < n; i++) {
         const float v = c[i].v;
-        if (v > t || (v == t && ties-- > 0)) c[w++] = c[i];
+        const int32_t tie = v == t && ties > 0;
+        ties -= tie;
+        at[w] = i;
+        w += (v > t) | tie;
     }
+    for (int32_t i = 0; i < keep; i++) c[i] = c[at[i]];
     *kth = t;
     return keep;
 }
@@ -462,6 +469,28 @@ static int32_t collect(const ms__block_ops *ops, const ms__scan_job *job, scan_s
         if (q == nl) return nt;
         c = 0;
     }
+}
+
+/* A small shard (fewer real sub-blocks than K): all its real tokens outside the history go to
+ * tmp (fewer than K sub-blocks of them: tmp has the room), appended without a branch. */
+static int32_t collect_all(const ms__block_ops *ops, const ms__scan_job *job, scan_scratch *sc,
+                           int32_t nsb)
+{
+    int32_t nt = 0, hs = 0;
+    const int32_t nh = job->n_hist;
+    for (int32_t j = 0; j < nsb; j++) {
+        const int32_t a = j * MS_SUB, len = job->width - a < MS_SUB ? job->width - a : MS_SUB;
+        while (hs < nh && sc->hpos[hs] < a) hs++;
+        if (sc->bm[j] == -INFINITY) continue;
+        const float *x = row_floats(ops, job, sc->buf, a, len);
+        for (int32_t i = 0; i < len; i++) {
+            const int32_t hist = hs < nh && sc->hpos[hs] == a + i;
+            hs += hist;
+            sc->tmp[nt] = (ms__cand){x[i], x[i], job->id_base + a + i};
+            nt += (x[i] > -INFINITY) & !hist;
+        }
+    }
+    return nt;
 }
 
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
@@ -561,10 +590,7 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     for (int32_t j = 0; j < nsb; j++) sc.sel[nreal] = sc.bm[j], nreal += sc.bm[j] > -INFINITY;
     int32_t nt = 0, nl = 0;
     if (nreal < job->K) {
-        /* a small shard (fewer real sub-blocks than K): all its real tokens */
-        float thr = -INFINITY;
-        for (int32_t j = 0; j < nsb; j++) sc.list[nl] = j, nl += sc.bm[j] > -INFINITY;
-        nt = collect(ops, job, &sc, sc.list, nl, &thr, 0);
+        nt = collect_all(ops, job, &sc, nsb);
     } else {
         const float t0 = ops->kth(sc.sel, nreal, job->K - 1);
         float thr = nextafterf(t0, -INFINITY); /* x > thr  <=>  x >= t0 */
