@@ -471,6 +471,45 @@ static int32_t collect(const ms__block_ops *ops, const ms__scan_job *job, scan_s
     }
 }
 
+/* Phase times of the scan, for tuning (cmake -DMESHSAMPLE_PROFILE_SCAN=ON): nanoseconds a
+ * row spent in each phase, printed when the process exits. Compiled out otherwise. */
+#ifdef MS_PROFILE_SCAN
+#include <stdio.h>
+#include <time.h>
+enum { MS_PH_PASSES, MS_PH_T0, MS_PH_PASS_B, MS_PH_HISTORY, MS_PH_SORT, MS_PH_N };
+static long long ms_phase_ns[MS_PH_N], ms_phase_rows;
+static long long ms_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+static void ms_phase_end(int ph, long long *t)
+{
+    const long long now = ms_now_ns();
+    __atomic_fetch_add(&ms_phase_ns[ph], now - *t, __ATOMIC_RELAXED);
+    *t = now;
+}
+__attribute__((destructor)) static void ms_phase_report(void)
+{
+    const double n = (double)ms_phase_rows;
+    if (n == 0) return;
+    fprintf(stderr,
+            "scan phases, ns a row over %lld rows: passes A+C %.0f, t0 %.0f, pass B %.0f, "
+            "history %.0f, sort %.0f\n",
+            ms_phase_rows, ms_phase_ns[MS_PH_PASSES] / n, ms_phase_ns[MS_PH_T0] / n,
+            ms_phase_ns[MS_PH_PASS_B] / n, ms_phase_ns[MS_PH_HISTORY] / n,
+            ms_phase_ns[MS_PH_SORT] / n);
+}
+#define MS_PHASE_START(t) long long t = ms_now_ns()
+#define MS_PHASE_END(ph, t) ms_phase_end(ph, &(t))
+#define MS_PHASE_ROW() __atomic_fetch_add(&ms_phase_rows, 1, __ATOMIC_RELAXED)
+#else
+#define MS_PHASE_START(t) ((void)0)
+#define MS_PHASE_END(ph, t) ((void)0)
+#define MS_PHASE_ROW() ((void)0)
+#endif
+
 /* A small shard (fewer real sub-blocks than K): all its real tokens outside the history go to
  * tmp (fewer than K sub-blocks of them: tmp has the room), appended without a branch. */
 static int32_t collect_all(const ms__block_ops *ops, const ms__scan_job *job, scan_scratch *sc,
@@ -495,6 +534,7 @@ static int32_t collect_all(const ms__block_ops *ops, const ms__scan_job *job, sc
 
 void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
 {
+    MS_PHASE_START(ph);
     const ms__block_ops *ops = ms__block_ops_get();
     scan_scratch sc;
     scratch_layout(job->K, job->n_hist, job->width, scratch, &sc);
@@ -584,21 +624,26 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         }
     }
 
+    MS_PHASE_END(MS_PH_PASSES, ph);
+
     /* Pass B: only sub-blocks whose maximum reaches t0 can hold a top-K element; t0 is the
      * K-th largest of the maxima, each one the value of a token outside the history. */
     int32_t nreal = 0;
     for (int32_t j = 0; j < nsb; j++) sc.sel[nreal] = sc.bm[j], nreal += sc.bm[j] > -INFINITY;
     int32_t nt = 0, nl = 0;
     if (nreal < job->K) {
+        MS_PHASE_END(MS_PH_T0, ph);
         nt = collect_all(ops, job, &sc, nsb);
     } else {
         const float t0 = ops->kth(sc.sel, nreal, job->K - 1);
+        MS_PHASE_END(MS_PH_T0, ph);
         float thr = nextafterf(t0, -INFINITY); /* x > thr  <=>  x >= t0 */
         for (int32_t j = 0; j < nsb; j++) sc.list[nl] = j, nl += sc.bm[j] >= t0;
         nt = collect(ops, job, &sc, sc.list, nl, &thr, 0);
     }
     float cut;
     nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, &cut); /* the best K outside the history */
+    MS_PHASE_END(MS_PH_PASS_B, ph);
 
     res->pen = seg;
     res->raw_lse = seg;
@@ -639,10 +684,13 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
             }
         }
     }
+    MS_PHASE_END(MS_PH_HISTORY, ph);
     memcpy(res->cand, sc.tmp, (size_t)nt * sizeof *res->cand);
     res->n_cand = nt;
     res->truncated = nt == job->K && width > job->K;
     ms__cand_sort_rank(res->cand, (size_t)res->n_cand);
+    MS_PHASE_END(MS_PH_SORT, ph);
+    MS_PHASE_ROW();
     if (job->n_raw > 0 && nh == 0) {
         res->n_rawc = res->n_cand < job->n_raw ? res->n_cand : job->n_raw;
         memcpy(res->raw, res->cand, (size_t)res->n_rawc * sizeof *res->cand);
