@@ -179,35 +179,7 @@ ms_status inv_scenario_install(const inv_scenario *s, ms_generator *g)
     const int32_t n = s->U;
     if (ms_generator_num_users(g) != n)
         return MS_ERR_INVALID_ARGUMENT;
-    float *fl = malloc(sizeof(float) * (size_t)n * 6);
-    int64_t *il = malloc(sizeof(int64_t) * (size_t)n * 3);
-    if (!fl || !il)
-        abort();
-    for (int32_t i = 0; i < n; i++) {
-        fl[0 * n + i] = s->params[i].temperature;
-        fl[1 * n + i] = s->params[i].top_p;
-        fl[2 * n + i] = s->params[i].min_p;
-        fl[3 * n + i] = s->params[i].presence;
-        fl[4 * n + i] = s->params[i].frequency;
-        fl[5 * n + i] = s->params[i].repetition;
-        il[0 * n + i] = s->params[i].top_k;
-        il[1 * n + i] = s->params[i].enable_log_probs;
-        il[2 * n + i] = s->params[i].num_logprobs;
-    }
-    ms_sampling_params sp;
-    ms_sampling_params_init(&sp);
-    sp.temperature = ms_flist(fl + 0 * n, n);
-    sp.top_p = ms_flist(fl + 1 * n, n);
-    sp.min_p = ms_flist(fl + 2 * n, n);
-    sp.presence_penalty = ms_flist(fl + 3 * n, n);
-    sp.frequency_penalty = ms_flist(fl + 4 * n, n);
-    sp.repetition_penalty = ms_flist(fl + 5 * n, n);
-    sp.top_k = ms_ilist(il + 0 * n, n);
-    sp.enable_log_probs = ms_ilist(il + 1 * n, n);
-    sp.num_logprobs = ms_ilist(il + 2 * n, n);
-    ms_status st = ms_generator_reset_sampling_params(g, &sp, NULL, 0);
-    free(fl);
-    free(il);
+    ms_status st = ref_install_params(g, s->params, n);
     if (st == MS_OK)
         st = ms_generator_reset_seed(g, s->seeds, n, NULL, n);
     if (st == MS_OK)

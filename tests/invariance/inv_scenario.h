@@ -11,17 +11,10 @@
 #include <stdint.h>
 
 #include "meshsample.h"
+#include "ref_util.h"
 
-/* One user's raw (unformatted) parameters. */
-typedef struct inv_params {
-    float temperature;
-    int64_t top_k;
-    float top_p;
-    float min_p;
-    float presence, frequency, repetition;
-    int64_t enable_log_probs;
-    int64_t num_logprobs;
-} inv_params;
+/* One user's raw (unformatted) parameters, as the reference tests hold them. */
+typedef ref_raw_params inv_params;
 
 typedef struct inv_scenario {
     int32_t U, V, Vp, steps;

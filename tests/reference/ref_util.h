@@ -100,8 +100,6 @@ typedef struct ref_out {
 void ref_out_init(ref_out *o, int32_t users, int32_t cap);
 void ref_out_free(ref_out *o);
 
-#endif
-
 /* Penalty histories mirrored on the test side. */
 typedef struct ref_hist {
     int32_t users, vocab;
@@ -120,3 +118,5 @@ ms_status ref_hist_install(ref_hist *h, ms_generator *g, const int32_t *prompt, 
                            const int32_t *out, int32_t ocols);
 /* Count one committed step's tokens (-1 ignored). */
 void ref_hist_commit(ref_hist *h, const int32_t *tokens);
+
+#endif
