@@ -163,6 +163,20 @@ void inv_scenario_all_greedy(inv_scenario *s)
     }
 }
 
+void inv_scenario_build_pair(inv_scenario *mixed, inv_scenario *greedy, int32_t U, int32_t V,
+                             int32_t Vp, int32_t steps, uint64_t data_seed)
+{
+    inv_scenario_build(mixed, U, V, Vp, steps, data_seed);
+    inv_scenario_build(greedy, U, V, Vp, steps, data_seed);
+    inv_scenario_all_greedy(greedy);
+}
+
+void inv_scenario_free_pair(inv_scenario *mixed, inv_scenario *greedy)
+{
+    inv_scenario_free(mixed);
+    inv_scenario_free(greedy);
+}
+
 void inv_scenario_free(inv_scenario *s)
 {
     free(s->f32);

@@ -38,6 +38,10 @@ void inv_scenario_build(inv_scenario *s, int32_t U, int32_t V, int32_t Vp, int32
 void inv_scenario_free(inv_scenario *s);
 /* Make every user greedy (T 0) without log-probs, penalties kept: the force-argmax path. */
 void inv_scenario_all_greedy(inv_scenario *s);
+/* The scenario the suites run twice: with mixed parameters, and the same made all greedy. */
+void inv_scenario_build_pair(inv_scenario *mixed, inv_scenario *greedy, int32_t U, int32_t V,
+                             int32_t Vp, int32_t steps, uint64_t data_seed);
+void inv_scenario_free_pair(inv_scenario *mixed, inv_scenario *greedy);
 const char *inv_kind_name(int32_t u);
 
 /* Install parameters, seeds, prompts and pre-counted outputs on g (num_users must be U). */

@@ -57,17 +57,14 @@ static inv_scenario scen, scen_greedy;
 static int setup(void **state)
 {
     (void)state;
-    inv_scenario_build(&scen, U, V, VP, STEPS, 0x1a2b3c4d5eULL);
-    inv_scenario_build(&scen_greedy, U, V, VP, STEPS, 0x1a2b3c4d5eULL);
-    inv_scenario_all_greedy(&scen_greedy);
+    inv_scenario_build_pair(&scen, &scen_greedy, U, V, VP, STEPS, 0x1a2b3c4d5eULL);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    inv_scenario_free(&scen);
-    inv_scenario_free(&scen_greedy);
+    inv_scenario_free_pair(&scen, &scen_greedy);
     return 0;
 }
 

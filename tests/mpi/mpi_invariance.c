@@ -422,9 +422,7 @@ int main(int argc, char **argv)
     if (provided < MPI_THREAD_FUNNELED && rank == 0)
         printf("note: MPI provides thread level %d only\n", provided);
     inv_scenario sc, scg;
-    inv_scenario_build(&sc, NUSERS, VOCAB, PADDED, NSTEPS, 0x1a2b3c4d5eULL);
-    inv_scenario_build(&scg, NUSERS, VOCAB, PADDED, NSTEPS, 0x1a2b3c4d5eULL);
-    inv_scenario_all_greedy(&scg);
+    inv_scenario_build_pair(&sc, &scg, NUSERS, VOCAB, PADDED, NSTEPS, 0x1a2b3c4d5eULL);
     for (int a = 1; a < argc && !bad; a++) {
         mesh_spec m;
         if (!parse_mesh(argv[a], &m) || m.rows * m.cols != world) {
@@ -438,8 +436,7 @@ int main(int argc, char **argv)
         if (m.faults)
             bad += run_faults(&sc, &m);
     }
-    inv_scenario_free(&sc);
-    inv_scenario_free(&scg);
+    inv_scenario_free_pair(&sc, &scg);
     long total = 0;
     MPI_Allreduce(&bad, &total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0)
