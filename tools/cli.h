@@ -130,4 +130,11 @@ double cli_rand_normal(uint64_t *state);
  * tokens lifted well above it, as a language model's output looks. Deterministic in state. */
 void cli_synth_logits_row(float *row, int32_t n, uint64_t *state);
 
+/* ---- timing ---------------------------------------------------------------------------------- */
+
+/* Monotonic clock in milliseconds. */
+double cli_now_ms(void);
+/* qsort comparator for doubles, ascending. */
+int cli_cmp_double(const void *a, const void *b);
+
 #endif

@@ -276,18 +276,6 @@ static uint32_t floor_read(const void *buf, size_t nbytes, bool f32, bool avx512
 
 /* ---- timing helpers -------------------------------------------------------------------------- */
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* The q-quantile (0..1) of sorted v[n], nearest rank. */
 static double quantile(const double *v, int n, double q)
@@ -472,17 +460,17 @@ int cli_bench_main(int argc, char **argv)
     size_t k = 0;
     for (size_t i = 0; i < warm + (size_t)b.steps; i++, k = (k + 1) % nbuf) {
         ms_generator *g = gens[b.trace ? k : 0];
-        const double t0 = now_ms();
+        const double t0 = cli_now_ms();
         const ms_status st = ms_generator_sample(g, views + k * (size_t)n_views, n_views, b.trace, &out);
-        const double t1 = now_ms();
+        const double t1 = cli_now_ms();
         if (st != MS_OK) {
             cli_error_status(cli_exit_for(st), CMD, "sample: %s", ms_generator_last_error(g));
             goto done;
         }
         const size_t kf = (k + nbuf / 2) % nbuf;
-        const double t2 = now_ms();
+        const double t2 = cli_now_ms();
         sink = sink + floor_read(bufs[kf], step_bytes, b.dtype == MS_DTYPE_F32, avx512, floor_threads);
-        const double t3 = now_ms();
+        const double t3 = cli_now_ms();
         if (i >= warm) {
             t_step[i - warm] = t1 - t0;
             t_floor[i - warm] = t3 - t2;
@@ -493,8 +481,8 @@ int cli_bench_main(int argc, char **argv)
     if (progress)
         fprintf(stderr, "\r\033[K");
 
-    qsort(t_step, (size_t)b.steps, sizeof *t_step, cmp_double);
-    qsort(t_floor, (size_t)b.steps, sizeof *t_floor, cmp_double);
+    qsort(t_step, (size_t)b.steps, sizeof *t_step, cli_cmp_double);
+    qsort(t_floor, (size_t)b.steps, sizeof *t_floor, cli_cmp_double);
     const double med = quantile(t_step, b.steps, 0.5), p10 = quantile(t_step, b.steps, 0.1),
                  p90 = quantile(t_step, b.steps, 0.9), fl = quantile(t_floor, b.steps, 0.5);
     const double ratio = fl > 0 ? med / fl : 0.0;

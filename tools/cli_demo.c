@@ -241,18 +241,6 @@ static void progress_clear(bool progress)
         fputs("\r\033[K", stderr);
 }
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct demo_stats {
     int32_t n;
@@ -265,7 +253,7 @@ static demo_stats stats_of(double *x, int32_t n)
     demo_stats s = {n, NAN, NAN, NAN};
     if (n <= 0)
         return s;
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    qsort(x, (size_t)n, sizeof *x, cli_cmp_double);
     s.median = n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
     s.p10 = x[(int32_t)(0.1 * (n - 1) + 0.5)];
     s.p90 = x[(int32_t)(0.9 * (n - 1) + 0.5)];
@@ -520,18 +508,18 @@ static int run_sample(demo_run *r, int32_t s)
     for (int k = 0; k < 2; k++) {
         const int which = (s % 2) ^ k;
         bool traced = which == TRACED && r->trace_on;
-        double t0 = now_ms();
+        double t0 = cli_now_ms();
         ms_generator *g = r->gen[which];
         ms_status st = ms_generator_sample(g, r->views, r->n_views, traced, &r->out[which]);
-        double dt = now_ms() - t0;
+        double dt = cli_now_ms() - t0;
         if (st == MS_ERR_TRACE && traced) {
             /* The trace does not match these buffers: say so and continue eagerly. */
             snprintf(r->trace_msg, sizeof r->trace_msg, "%s", ms_generator_last_error(g));
             r->trace_fallback_step = s;
             r->trace_on = traced = false;
-            t0 = now_ms();
+            t0 = cli_now_ms();
             st = ms_generator_sample(g, r->views, r->n_views, false, &r->out[which]);
-            dt = now_ms() - t0;
+            dt = cli_now_ms() - t0;
         }
         if (st != MS_OK) {
             progress_clear(r->progress);
@@ -630,12 +618,12 @@ static int run_loop(demo_run *r)
         if (r->progress)
             fprintf(stderr, "\rmeshsample demo: step %d/%d", (int)s + 1, (int)S);
         /* The toy model writes this step's logits in place (not part of the step's time). */
-        const double t0 = now_ms();
+        const double t0 = cli_now_ms();
 #pragma omp parallel for num_threads(nthreads) schedule(static)
         for (int32_t u = 0; u < DEMO_U; u++)
             model_row(&r->model, r->logits + (size_t)u * DEMO_VOCAB, r->reqs[u].id, r->ctx[u][0],
                       r->ctx[u][1]);
-        r->t_gen[s] = now_ms() - t0;
+        r->t_gen[s] = cli_now_ms() - t0;
         int rc = run_sample(r, s);
         if (rc == CLI_EXIT_OK)
             rc = run_advance(r, s);
@@ -842,14 +830,14 @@ int cli_demo_main(int argc, char **argv)
     const int prc = parse_args(argc, argv, &r->opt);
     if (prc != 0)
         return prc > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    const double wall0 = now_ms();
+    const double wall0 = cli_now_ms();
     r->progress = isatty(STDERR_FILENO) == 1;
 
     int rc = run_setup(r);
     if (rc == CLI_EXIT_OK)
         rc = run_loop(r);
     if (rc == CLI_EXIT_OK) {
-        r->wall_s = (now_ms() - wall0) * 1e-3;
+        r->wall_s = (cli_now_ms() - wall0) * 1e-3;
         const demo_summary m = summarize(r);
         strbuf buf = {0};
         if (r->opt.json)
