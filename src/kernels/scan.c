@@ -442,9 +442,9 @@ static int32_t merge_by_id(ms__cand *a, int32_t na, const ms__cand *b, int32_t n
 /* Pass B's collection: the tokens above *thr in the sub-blocks list[0..nl) (in column order),
  * outside the history (those are offered later with their penalised values), into tmp from
  * nt on. Positions are gathered first, a batch of sub-blocks at a time, then turned into
- * candidates: a heap offered one token at a time cost twice as much here. When tmp fills (only with many ties at t0) the best K so far
- * stay and *thr rises to the K-th: a later token equal to it loses the tie (higher id). Returns
- * the new count. */
+ * candidates: a heap offered one token at a time cost twice as much here. When tmp fills
+ * (only with many ties at t0) the best K so far stay and *thr rises to the K-th: a later token
+ * equal to it loses the tie (higher id). Returns the new count. */
 static int32_t collect(const ms__block_ops *ops, const ms__scan_job *job, scan_scratch *sc,
                        const int32_t *list, int32_t nl, float *thr, int32_t nt)
 {
