@@ -122,20 +122,39 @@ MS_AVX512 static int32_t above_avx512(const float *x, int32_t n, float t, int32_
     return c;
 }
 
-/* Each key against eight at a time: how many are smaller, and how many equal ones come before. */
+/* Each key against eight at a time: how many are smaller, and how many equal ones come before.
+ * The keys sit in registers; lists of distinct keys (every real candidate list: the ids
+ * differ) need only the first count, and a collision in the places it gives sends the list
+ * to the full count. */
 MS_AVX512 static void ranks_avx512(const uint64_t *key, int32_t n, int32_t *pos)
 {
+    __m512i k[8];
+    __mmask8 m[8];
+    const int32_t nb = (n + 7) / 8;
+    for (int32_t b = 0; b < nb; b++) {
+        m[b] = n - 8 * b >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - 8 * b)) - 1u);
+        k[b] = _mm512_maskz_loadu_epi64(m[b], key + 8 * b);
+    }
+    uint64_t seen = 0;
     for (int32_t i = 0; i < n; i++) {
         const __m512i ki = _mm512_set1_epi64((long long)key[i]);
         int32_t r = 0;
-        for (int32_t j = 0; j < n; j += 8) {
-            const __mmask8 m = n - j >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - j)) - 1u);
+        for (int32_t b = 0; b < nb; b++)
+            r += __builtin_popcount(_mm512_mask_cmplt_epu64_mask(m[b], k[b], ki));
+        pos[i] = r;
+        seen |= 1ull << r;
+    }
+    if (seen == (n == 64 ? ~0ull : (1ull << n) - 1)) return;
+    for (int32_t i = 0; i < n; i++) {
+        const __m512i ki = _mm512_set1_epi64((long long)key[i]);
+        int32_t r = 0;
+        for (int32_t b = 0; b < nb; b++) {
+            const int32_t j = 8 * b;
             const __mmask8 before = i - j >= 8 ? (__mmask8)0xff
                                     : i > j    ? (__mmask8)((1u << (i - j)) - 1u)
                                                : (__mmask8)0;
-            const __m512i kj = _mm512_maskz_loadu_epi64(m, key + j);
-            r += __builtin_popcount(_mm512_mask_cmplt_epu64_mask(m, kj, ki)) +
-                 __builtin_popcount(_mm512_mask_cmpeq_epu64_mask(before, kj, ki));
+            r += __builtin_popcount(_mm512_mask_cmplt_epu64_mask(m[b], k[b], ki)) +
+                 __builtin_popcount(_mm512_mask_cmpeq_epu64_mask(before, k[b], ki));
         }
         pos[i] = r;
     }
