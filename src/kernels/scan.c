@@ -419,12 +419,11 @@ static int32_t keep_best(const ms__block_ops *ops, float *sel, ms__cand *c, int3
     /* Which ones stay is random: their places are listed without a branch (into sel, free
      * after kth, so that no store aliases the loads of c), then they move to the front. */
     int32_t *at = (int32_t *)sel;
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t i = 0, eq = 0; i < n; i++) { /* eq: ties seen before i, a one-add chain */
         const float v = c[i].v;
-        const int32_t tie = v == t && ties > 0;
-        ties -= tie;
         at[w] = i;
-        w += (v > t) | tie;
+        w += (v > t) | ((v == t) & (eq < ties));
+        eq += v == t;
     }
     for (int32_t i = 0; i < keep; i++) c[i] = c[at[i]];
     *kth = t;
