@@ -118,6 +118,8 @@ static inline bool ms__cand_raw_before(const ms__cand *a, const ms__cand *b)
 }
 /* Sort by rank order (v desc, id asc) or by (raw desc, id asc), comparator inlined. */
 void ms__cand_sort_rank(ms__cand *a, size_t n);
+/* src[0..n) in rank order into dst (no overlap): a list just built need not be copied first. */
+void ms__cand_sort_rank_to(ms__cand *restrict dst, const ms__cand *restrict src, size_t n);
 void ms__cand_sort_raw(ms__cand *a, size_t n);
 
 #endif

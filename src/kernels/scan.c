@@ -108,24 +108,35 @@ MS__DEFINE_SORT(sort_keys, rank_key, MS__KEY_BEFORE)
 /* Short lists (the candidates of a shard) sort on 64-bit keys: one integer compare. Up to 64
  * go to the place their rank gives (a count of smaller keys, without a branch on the data);
  * quicksort's branches cost more at that size. */
+enum { MS_SORT_CAP = 512, MS_SORT_RANKED = 64 };
+
+void ms__cand_sort_rank_to(ms__cand *restrict dst, const ms__cand *restrict src, size_t n)
+{
+    if (n > MS_SORT_RANKED) {
+        memcpy(dst, src, n * sizeof *dst);
+        ms__cand_sort_rank(dst, n);
+        return;
+    }
+    uint64_t key[MS_SORT_RANKED] = {0}; /* 512 bytes, cleared so no reader sees garbage */
+    int32_t pos[MS_SORT_RANKED];
+    for (size_t i = 0; i < n; i++) key[i] = rank_key_of(&src[i]);
+    ms__block_ops_get()->ranks(key, (int32_t)n, pos);
+    for (size_t i = 0; i < n; i++) dst[pos[i]] = src[i];
+}
+
 void ms__cand_sort_rank(ms__cand *a, size_t n)
 {
-    enum { CAP = 512, RANKED = 64 };
-    if (n > CAP) {
+    if (n > MS_SORT_CAP) {
         sort_rank(a, n);
         return;
     }
-    ms__cand t[CAP];
+    ms__cand t[MS_SORT_CAP];
     memcpy(t, a, n * sizeof *a);
-    if (n <= RANKED) {
-        uint64_t key[RANKED];
-        int32_t pos[RANKED];
-        for (size_t i = 0; i < n; i++) key[i] = rank_key_of(&a[i]);
-        ms__block_ops_get()->ranks(key, (int32_t)n, pos);
-        for (size_t i = 0; i < n; i++) a[pos[i]] = t[i];
+    if (n <= MS_SORT_RANKED) {
+        ms__cand_sort_rank_to(a, t, n);
         return;
     }
-    rank_key k[CAP];
+    rank_key k[MS_SORT_CAP];
     for (size_t i = 0; i < n; i++) k[i] = (rank_key){rank_key_of(&a[i]), (uint32_t)i};
     sort_keys(k, n);
     for (size_t i = 0; i < n; i++) a[i] = t[k[i].at];
@@ -684,10 +695,9 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         }
     }
     MS_PHASE_END(MS_PH_HISTORY, ph);
-    memcpy(res->cand, sc.tmp, (size_t)nt * sizeof *res->cand);
     res->n_cand = nt;
     res->truncated = nt == job->K && width > job->K;
-    ms__cand_sort_rank(res->cand, (size_t)res->n_cand);
+    ms__cand_sort_rank_to(res->cand, sc.tmp, (size_t)nt);
     MS_PHASE_END(MS_PH_SORT, ph);
     MS_PHASE_ROW();
     if (job->n_raw > 0 && nh == 0) {

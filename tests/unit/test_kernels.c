@@ -189,14 +189,15 @@ static int cand_cmp(const void *a, const void *b)
     return ms__cand_before(x, y) ? -1 : ms__cand_before(y, x) ? 1 : 0;
 }
 
-/* The three ways ms__cand_sort_rank sorts (ranks up to 64, keys up to 512, quicksort beyond)
- * against qsort: the same order, and the candidates themselves moved (raw and -0 kept). */
+/* The three ways ms__cand_sort_rank sorts (ranks up to 64, keys up to 512, quicksort beyond),
+ * in place and into another array, against qsort: the same order, and the candidates
+ * themselves moved (raw and -0 kept). */
 static void test_sort_rank_matches_qsort(void **state)
 {
     (void)state;
     uint64_t s = 41;
     enum { N = 700 };
-    static ms__cand a[N], r[N];
+    static ms__cand a[N], b[N], r[N];
     for (int rep = 0; rep < 400; rep++) {
         const int32_t n = rep < 100 ? rep : (int32_t)(rng_next(&s) % N);
         for (int32_t i = 0; i < n; i++) {
@@ -207,6 +208,8 @@ static void test_sort_rank_matches_qsort(void **state)
         }
         memcpy(r, a, (size_t)n * sizeof *a);
         qsort(r, (size_t)n, sizeof *r, cand_cmp);
+        ms__cand_sort_rank_to(b, a, (size_t)n); /* from a list left as it was */
+        assert_memory_equal(b, r, (size_t)n * sizeof *b);
         ms__cand_sort_rank(a, (size_t)n);
         assert_memory_equal(a, r, (size_t)n * sizeof *a);
     }
