@@ -76,11 +76,8 @@ static inline int32_t shard_valid_width(const ms_generator *g, int32_t s)
     return w <= 0 ? 0 : (w > g->W ? g->W : (int32_t)w);
 }
 
-/* Elements of a worker's next row prefetched while it finishes the current one: two chunks. */
-#define MS_PREFETCH_NEXT 16384
-
 static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int32_t s,
-                        int32_t next_u, int32_t next_s, ms__worker *wk)
+                        ms__worker *wk)
 {
     const ms__user_plan *pl = &g->plan[u];
     const ms_slot_params *sp = &g->params[u];
@@ -109,14 +106,6 @@ static void shard_stage(ms_generator *g, const ms_logits *logits, int32_t u, int
         .inv_t = 1.0 / (double)sp->temperature,
         .n_raw = pl->n_raw,
     };
-    if (next_u >= 0) { /* the first chunk of this worker's next row, prefetched meanwhile */
-        const int32_t nd =
-            g->cfg.backend == MS_BACKEND_MPI ? 0 : ms__device_of(g, next_u / g->B, next_s);
-        const int32_t nw = shard_valid_width(g, next_s);
-        job.next = row_ptr(&logits[nd], next_u % g->B, g->W);
-        job.next_bytes = (size_t)(nw < MS_PREFETCH_NEXT ? nw : MS_PREFETCH_NEXT) *
-                         ms__dtype_size(logits[nd].dtype);
-    }
     if (width == 0) {
         r->n_cand = 0;
         r->n_rawc = 0;
@@ -942,15 +931,12 @@ static ms_status step_impl(ms_generator *g, const ms_logits *logits, int32_t n_l
 #pragma omp parallel num_threads(g->nthreads)
     {
         pin_worker(g);
-        /* Contiguous ranges per worker, so each knows the row it scans next. */
+        /* Contiguous ranges per worker: each streams rows that follow one another. */
         const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
         const int64_t lo = items * t / nt, hi = items * (t + 1) / nt;
-        for (int64_t it = lo; it < hi; it++) {
-            const bool more = it + 1 < hi;
+        for (int64_t it = lo; it < hi; it++)
             shard_stage(g, logits, u0 + (int32_t)(it / ns), s0 + (int32_t)(it % ns),
-                        more ? u0 + (int32_t)((it + 1) / ns) : -1,
-                        more ? s0 + (int32_t)((it + 1) % ns) : -1, &g->workers[t]);
-        }
+                        &g->workers[t]);
     }
 
     MS_FORWARD_IF_ERROR(exchange_records(g, u0, u1));

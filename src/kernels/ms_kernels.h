@@ -52,8 +52,6 @@ typedef struct ms__scan_job {
     bool want_sum_t; /* statistics at scale inv_t as well */
     double inv_t;
     int32_t n_raw; /* > 0: also the top n_raw by raw logit, and raw statistics */
-    const void *next; /* the row this worker scans next (prefetched during the last chunk) */
-    size_t next_bytes;
 } ms__scan_job;
 
 typedef struct ms__scan_result {
@@ -77,16 +75,16 @@ typedef struct ms__block_ops {
      * positions skip[0..n_skip) (sorted, in [0, n)); NaN ignored, -inf when none. Returns the
      * max of all of them. */
     float (*submax)(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, float *bm);
-    /* sum exp((x - m) * scale) over non-NaN x outside skip (as above), with x <= m for all x;
-     * meanwhile prefetches pf_bytes from pf (the next chunk) so memory and exp work overlap */
+    /* sum exp((x - m) * scale) over non-NaN x outside skip (as above), with x <= m for all x */
     double (*sumexp)(const float *x, int32_t n, float m, float scale, const int32_t *skip,
-                     int32_t n_skip, const void *pf, size_t pf_bytes);
-    /* sumexp of x and, in the same pass, submax of y[0..ny) leaving out yskip[0..n_yskip):
-     * bm for y's sub-blocks and *ymax (-inf when ny is 0) */
-    double (*sumexp_max)(const float *x, int32_t n, float m, float scale, const int32_t *skip,
-                         int32_t n_skip, const float *y, int32_t ny, const int32_t *yskip,
-                         int32_t n_yskip, float *bm, float *ymax, const void *pf,
-                         size_t pf_bytes);
+                     int32_t n_skip);
+    /* Passes A and C over x[0..n): bm as submax, returning the max of all; and, when st is not
+     * NULL, the exp sums of the same values added to *st against its running maximum, which
+     * rises (rescaling what was summed) as larger sub-blocks come: sum at scale 1, and sum_t at
+     * scale inv_t when inv_t != 1. A +inf maximum sets st->max to +inf and stops the sums
+     * (they are never read then). */
+    float (*max_sum)(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, float *bm,
+                     ms__lse *st, double inv_t);
     /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may overwrite a */
     float (*kth)(float *a, int32_t n, int32_t k);
     /* base + i for all x[i] > t, ascending, into idx; returns how many */

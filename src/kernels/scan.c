@@ -172,9 +172,8 @@ static float submax_portable(const float *x, int32_t n, const int32_t *skip, int
 }
 
 static double sumexp_portable(const float *x, int32_t n, float m, float scale, const int32_t *skip,
-                              int32_t n_skip, const void *pf, size_t pf_bytes)
+                              int32_t n_skip)
 {
-    (void)pf, (void)pf_bytes;
     double sum = 0.0;
     for (int32_t i = 0, s = 0; i < n; i++) {
         if (s < n_skip && skip[s] == i) {
@@ -186,6 +185,54 @@ static double sumexp_portable(const float *x, int32_t n, float m, float scale, c
     }
     return sum;
 }
+
+static float max_sum_portable(const float *x, int32_t n, const int32_t *skip, int32_t n_skip,
+                              float *bm, ms__lse *st, double inv_t)
+{
+    const bool two = inv_t != 1.0;
+    const float scale_t = (float)inv_t;
+    bool sums = st && st->max != INFINITY;
+    float all = -INFINITY;
+    for (int32_t a = 0, s = 0; a < n; a += MS_SUB) {
+        const int32_t len = n - a < MS_SUB ? n - a : MS_SUB, s0 = s;
+        float b = -INFINITY;
+        for (int32_t i = a; i < a + len; i++) {
+            if (s < n_skip && skip[s] == i) {
+                s++;
+                continue;
+            }
+            b = x[i] > b ? x[i] : b;
+        }
+        bm[a / MS_SUB] = b;
+        all = b > all ? b : all;
+        if (!sums || !(b > -INFINITY)) continue;
+        if (b == INFINITY) {
+            sums = false;
+            st->max = INFINITY;
+            continue;
+        }
+        if (b > st->max) {
+            if (st->max > -INFINITY) {
+                const double dm = (double)st->max - (double)b;
+                st->sum *= exp(dm);
+                st->sum_t *= exp(dm * inv_t);
+            }
+            st->max = b;
+        }
+        for (int32_t i = a, q = s0; i < a + len; i++) {
+            if (q < s && skip[q] == i) {
+                q++;
+                continue;
+            }
+            const float d = x[i] - st->max;
+            if (d == d) st->sum += (double)expf(d);
+            const float dt = d * scale_t;
+            if (two && dt == dt) st->sum_t += (double)expf(dt);
+        }
+    }
+    return all;
+}
+
 
 /* Value of rank k (0-based, descending) of a[0..n), reordering a. */
 static float kth_largest(float *a, int32_t n, int32_t k)
@@ -210,15 +257,6 @@ static float kth_largest(float *a, int32_t n, int32_t k)
         else return a[k];
     }
     return a[k];
-}
-
-static double sumexp_max_portable(const float *x, int32_t n, float m, float scale,
-                                  const int32_t *skip, int32_t n_skip, const float *y, int32_t ny,
-                                  const int32_t *yskip, int32_t n_yskip, float *bm, float *ymax,
-                                  const void *pf, size_t pf_bytes)
-{
-    *ymax = submax_portable(y, ny, yskip, n_yskip, bm);
-    return sumexp_portable(x, n, m, scale, skip, n_skip, pf, pf_bytes);
 }
 
 static int32_t above_portable(const float *x, int32_t n, float t, int32_t base, int32_t *idx)
@@ -262,7 +300,7 @@ static const ms__block_ops portable_ops = {
     .name = "portable",
     .submax = submax_portable,
     .sumexp = sumexp_portable,
-    .sumexp_max = sumexp_max_portable,
+    .max_sum = max_sum_portable,
     .kth = kth_largest,
     .above = above_portable,
     .ranks = ranks_portable,
@@ -290,18 +328,12 @@ const ms__block_ops *ms__block_ops_get(void)
     return c;
 }
 
-/* Chunk of the pipelined passes: 32 KiB of f32, in L1 while the next chunk's max pass rides in
- * its exp loop; and how many chunks ahead that loop prefetches: 2, since the next chunk is
- * being loaded already (1 and 3 measured slower here). Both overridable for tuning runs. */
-#ifndef MS_CHUNK
+/* Columns the passes take at a time: what a 16-bit row is converted in (32 KiB of floats), and
+ * where the history positions are listed. */
 #define MS_CHUNK 8192
-#endif
 /* Positions pass B gathers before turning them into candidates (at least one sub-block). */
 #define MS_IDX_CAP 2048
 _Static_assert(MS_IDX_CAP >= MS_SUB, "pass B gathers a whole sub-block at once");
-#ifndef MS_PF_AHEAD
-#define MS_PF_AHEAD 2
-#endif
 
 /* Floats of columns [a, a+n) of the row: in place for f32, converted into buf otherwise. */
 static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_job *job, float *buf,
@@ -314,7 +346,7 @@ static inline const float *row_floats(const ms__block_ops *ops, const ms__scan_j
 
 /* The scratch of ms__scan_row, carved from one block. */
 typedef struct scan_scratch {
-    float *buf;     /* two converted chunks (16-bit inputs) */
+    float *buf;     /* a converted chunk (16-bit inputs) */
     float *bm;      /* sub-block maxima */
     float *sel;     /* values for a selection: the real sub-block maxima, or a small shard's */
     int32_t *hpos;  /* history positions in the row */
@@ -338,7 +370,7 @@ static size_t scratch_layout(int32_t K, int32_t n_hist, int32_t width, void *bas
     const size_t ntmp = (direct > 2 * (size_t)K ? direct : 2 * (size_t)K) + 1;
     size_t nsel = nsb > ntmp ? nsb : ntmp; /* values for kth: maxima, tmp or hcand */
     nsel = nsel > nh ? nsel : nh;
-    const size_t sizes[] = {2 * MS_CHUNK * sizeof(float), nsb * sizeof(float), nsel * sizeof(float),
+    const size_t sizes[] = {MS_CHUNK * sizeof(float),     nsb * sizeof(float), nsel * sizeof(float),
                             nh * sizeof(int32_t),     2 * nh * sizeof(int32_t), nh * sizeof(float),
                             nh * sizeof(float),       ntmp * sizeof(ms__cand),
                             nh * sizeof(ms__cand),    MS_IDX_CAP * sizeof(int32_t),
@@ -401,9 +433,9 @@ static void lse_add_many(const ms__block_ops *ops, ms__lse *l, const float *v, i
         }
         l->max = vm;
     }
-    const double s = ops->sumexp(v, n, l->max, 1.0f, NULL, 0, NULL, 0);
+    const double s = ops->sumexp(v, n, l->max, 1.0f, NULL, 0);
     l->sum += s;
-    l->sum_t += inv_t == 1.0 ? s : ops->sumexp(v, n, l->max, (float)inv_t, NULL, 0, NULL, 0);
+    l->sum_t += inv_t == 1.0 ? s : ops->sumexp(v, n, l->max, (float)inv_t, NULL, 0);
 }
 
 /* Offer c to the list a[0..*n) kept sorted in raw order, at most cap long. */
@@ -552,71 +584,29 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     const int32_t nsb = (width + MS_SUB - 1) / MS_SUB;
     for (int32_t h = 0; h < nh; h++) sc.hpos[h] = job->hist[h].id - job->id_base;
 
-    /* Pass A and pass C, chunk by chunk: the maxima of sub-blocks, then, when statistics are
-     * wanted, the exp sum of the chunk, while the next chunk is prefetched. Both leave out the
-     * history tokens, whose penalised values are handled one by one below: each maximum is a
-     * real value of z', so t0 can come from any of them. */
+    /* Pass A and pass C: the maxima of sub-blocks and, when statistics are wanted, the exp sum
+     * of the row. Both leave out the history tokens, whose penalised values are handled one by
+     * one below: each maximum is a real value of z', so t0 can come from any of them. */
     const bool want_sum = job->want_sum || job->want_sum_t || job->n_raw > 0;
     const float scale_t = job->want_sum_t ? (float)job->inv_t : 1.0f;
     const double inv_t = scale_t == 1.0f ? 1.0 : job->inv_t;
-    const size_t esz = ms__dtype_size(job->dtype);
     ms__lse seg = ms__lse_empty();
     float m = -INFINITY;
-    /* Chunk 0's maxima on their own; every later chunk's come out of the previous chunk's exp
-     * pass, which loads them meanwhile (16-bit inputs, and the chunks' history positions,
-     * alternate between two buffers). */
-    const int32_t cn0 = width < MS_CHUNK ? width : MS_CHUNK;
-    const float *xc = row_floats(ops, job, sc.buf, 0, cn0);
+    /* Chunk by chunk (16-bit inputs are converted a chunk at a time), sub-block by sub-block. */
     int32_t hc = 0; /* the chunk's first history token */
-    int32_t ns = skips_in(&sc, nh, &hc, 0, cn0, sc.hrel);
-    float cm = ops->submax(xc, cn0, sc.hrel, ns, sc.bm);
-    for (int32_t c0 = 0, k = 0; c0 < width; c0 += MS_CHUNK, k ^= 1) {
+    for (int32_t c0 = 0; c0 < width; c0 += MS_CHUNK) {
         const int32_t c1 = width - c0 < MS_CHUNK ? width : c0 + MS_CHUNK, cn = c1 - c0;
-        const int32_t *hrel = sc.hrel + (size_t)k * sc.nhrel;
-        int32_t *hnext = sc.hrel + (size_t)(k ^ 1) * sc.nhrel;
-        /* the history tokens' logits, read while the chunk is in L1 (NaN as -inf) */
+        const float *xc = row_floats(ops, job, sc.buf, c0, cn);
+        const int32_t ns = skips_in(&sc, nh, &hc, c0, c1, sc.hrel);
+        const float cm = ops->max_sum(xc, cn, sc.hrel, ns, sc.bm + c0 / MS_SUB,
+                                      want_sum ? &seg : NULL, inv_t);
+        m = cm > m ? cm : m;
+        /* the history tokens' logits, read while the chunk is in cache (NaN as -inf) */
         for (int32_t i = 0; i < ns; i++) {
-            const float z = xc[hrel[i]];
+            const float z = xc[sc.hrel[i]];
             sc.hz[hc + i] = z != z ? -INFINITY : z;
         }
-        m = cm > m ? cm : m;
-        const int32_t nn = width - c1 < MS_CHUNK ? width - c1 : MS_CHUNK;
-        const float *y = nn > 0 ? row_floats(ops, job, sc.buf + (k ^ 1) * MS_CHUNK, c1, nn) : NULL;
-        int32_t hn = hc + ns;
-        const int32_t nsn = nn > 0 ? skips_in(&sc, nh, &hn, c1, c1 + nn, hnext) : 0;
-        float ym = -INFINITY;
-        if (want_sum && cm > -INFINITY && cm != INFINITY && m != INFINITY) {
-            if (cm > seg.max) { /* rescale what was summed to the new maximum */
-                if (seg.max > -INFINITY) {
-                    double d = (double)seg.max - (double)cm;
-                    seg.sum *= exp(d);
-                    seg.sum_t *= exp(d * inv_t);
-                }
-                seg.max = cm;
-            }
-            /* MS_PF_AHEAD chunks ahead in this row, or on into the next row this worker scans */
-            const int64_t pf_at = (int64_t)c0 + (int64_t)MS_PF_AHEAD * MS_CHUNK;
-            const char *pf = NULL;
-            size_t pf_bytes = 0;
-            if (pf_at < width) {
-                pf = (const char *)job->row + (size_t)pf_at * esz;
-                pf_bytes = (size_t)(width - pf_at < MS_CHUNK ? width - pf_at : MS_CHUNK) * esz;
-            } else if (job->next && (size_t)(pf_at - width) * esz < job->next_bytes) {
-                const size_t off = (size_t)(pf_at - width) * esz, left = job->next_bytes - off;
-                pf = (const char *)job->next + off;
-                pf_bytes = left < (size_t)MS_CHUNK * esz ? left : (size_t)MS_CHUNK * esz;
-            }
-            seg.sum += ops->sumexp_max(xc, cn, seg.max, 1.0f, hrel, ns, y, nn, hnext, nsn,
-                                       sc.bm + c1 / MS_SUB, &ym, pf, pf_bytes);
-            if (scale_t != 1.0f)
-                seg.sum_t += ops->sumexp(xc, cn, seg.max, scale_t, hrel, ns, NULL, 0);
-        } else if (nn > 0) {
-            ym = ops->submax(y, nn, hnext, nsn, sc.bm + c1 / MS_SUB);
-        }
-        xc = y;
-        cm = ym;
-        hc = hn;
-        ns = nsn;
+        hc += ns;
     }
     if (scale_t == 1.0f) seg.sum_t = seg.sum;
     /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */

@@ -85,41 +85,59 @@ static void test_sumexp_matches_portable(void **state)
         const float m = p->submax(x, n, NULL, 0, bm);
         if (!(m > -INFINITY)) continue;
         const float scale = rep % 3 == 0 ? 1.0f : 1.0f / 0.7f;
-        const double sw = w->sumexp(x, n, m, scale, skip, ns, x, 64), sp = p->sumexp(x, n, m, scale, skip, ns, NULL, 0);
+        const double sw = w->sumexp(x, n, m, scale, skip, ns);
+        const double sp = p->sumexp(x, n, m, scale, skip, ns);
         /* Each term of the wide sum carries the 1.1e-7 relative error of its polynomial and
          * its float partial sums at most MS_BLOCK/32 roundings of 6e-8: 5e-6 bounds both. */
         assert_true(fabs(sw - sp) <= 5e-6 * sp);
     }
 }
 
-/* The fused pass: the same sum, and the next chunk's maxima bit for bit, for any pair of lengths. */
-static void test_sumexp_max_matches_portable(void **state)
+/* max_sum over a row in chunks, as the scan calls it: the running maximum carries across
+ * calls and rises inside them (rows that climb make it rescale often), skips, NaN and -inf
+ * sub-blocks, +inf rows, and the second sum at another scale. */
+static void test_max_sum_matches_portable(void **state)
 {
     (void)state;
     const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
     if (!w) skip();
     uint64_t s = 23;
-    static float x[9000], y[9000], bw[64], bp[64], bm[64];
-    static int32_t skip[9000], yskip[9000];
+    enum { N = 20000 };
+    static float x[N], bw[N / MS_SUB + 2], bp[N / MS_SUB + 2];
+    static int32_t skip[N];
     for (int rep = 0; rep < 300; rep++) {
-        const int32_t n = 1 + (int32_t)(rng_next(&s) % 9000);
-        const int32_t ny = (int32_t)(rng_next(&s) % 9000) * (rep % 7 != 0);
+        const int32_t n = 1 + (int32_t)(rng_next(&s) % N);
         fill(x, n, &s, rep % 2 ? 3 : 0);
-        fill(y, ny, &s, rep % 3 ? 3 : 0);
-        for (int32_t i = 0; i < n; i++)
-            if (x[i] == INFINITY) x[i] = -INFINITY;
-        const int32_t ns = make_skip(skip, n, rep % 5 == 0 ? 0 : 1 + rep % 23, &s);
-        /* y's skips: none, every other position, or sparser */
-        const int32_t nys = make_skip(yskip, ny, rep % 4 == 0 ? 0 : rep % 4 == 1 ? 2 : 1 + rep % 41, &s);
-        const float m = p->submax(x, n, NULL, 0, bm);
-        if (!(m > -INFINITY)) continue;
-        float yw = 0.0f, yp = 0.0f;
-        const double sw = w->sumexp_max(x, n, m, 1.0f, skip, ns, y, ny, yskip, nys, bw, &yw, y, 64);
-        const double sp =
-            p->sumexp_max(x, n, m, 1.0f, skip, ns, y, ny, yskip, nys, bp, &yp, NULL, 0);
-        assert_true(fabs(sw - sp) <= 5e-6 * sp); /* as in the sumexp test */
-        assert_memory_equal(&yw, &yp, sizeof yw);
-        assert_memory_equal(bw, bp, (size_t)((ny + MS_SUB - 1) / MS_SUB) * sizeof *bw);
+        for (int32_t i = 0; i < n; i++) {
+            if (rep % 3 == 0) x[i] += (float)i / 500.0f; /* a climbing row */
+            if (x[i] == INFINITY && rep % 5 != 0) x[i] = -INFINITY;
+        }
+        if (rep % 7 == 0) /* a sub-block of nothing but -inf and NaN */
+            for (int32_t i = 0; i < n && i < MS_SUB; i++) x[i] = i % 2 ? NAN : -INFINITY;
+        const int32_t ns = make_skip(skip, n, rep % 4 == 0 ? 0 : 1 + rep % 23, &s);
+        const double inv_t = rep % 2 ? 1.0 : 1.0 / 0.7;
+        ms__lse lw = ms__lse_empty(), lp = ms__lse_empty();
+        float mw = -INFINITY, mp = -INFINITY;
+        /* chunks of sub-block multiples, as the scan cuts rows */
+        const int32_t chunk = MS_SUB * (1 + (int32_t)(rng_next(&s) % 12));
+        for (int32_t c0 = 0, s0 = 0; c0 < n; c0 += chunk) {
+            const int32_t cn = n - c0 < chunk ? n - c0 : chunk;
+            static int32_t rel[N];
+            int32_t s1 = s0;
+            while (s1 < ns && skip[s1] < c0 + cn) rel[s1 - s0] = skip[s1] - c0, s1++;
+            const float cw = w->max_sum(x + c0, cn, rel, s1 - s0, bw + c0 / MS_SUB, &lw, inv_t);
+            const float cp = p->max_sum(x + c0, cn, rel, s1 - s0, bp + c0 / MS_SUB, &lp, inv_t);
+            assert_memory_equal(&cw, &cp, sizeof cw);
+            mw = cw > mw ? cw : mw;
+            mp = cp > mp ? cp : mp;
+            s0 = s1;
+        }
+        assert_memory_equal(bw, bp, (size_t)((n + MS_SUB - 1) / MS_SUB) * sizeof *bw);
+        assert_true(lw.max == lp.max || (lw.max != lw.max && lp.max != lp.max));
+        if (lw.max == INFINITY || !(lw.max > -INFINITY)) continue; /* sums not read */
+        /* 5e-6: as in the sumexp test; every term is <= 1 and the largest is 1 */
+        assert_true(fabs(lw.sum - lp.sum) <= 5e-6 * lp.sum);
+        if (inv_t != 1.0) assert_true(fabs(lw.sum_t - lp.sum_t) <= 5e-6 * lp.sum_t);
     }
 }
 
@@ -329,8 +347,8 @@ static void test_scan_row_with_history(void **state)
     free(h);
 }
 
-/* 16-bit rows wider than a chunk go through the scan's two conversion buffers: the same
- * values as f32 must give the same candidates and bit-identical sums. */
+/* 16-bit rows wider than a chunk go through the scan's conversion buffer a chunk at a time:
+ * the same values as f32 must give the same candidates and bit-identical sums. */
 static void test_scan_row_16bit_matches_f32(void **state)
 {
     (void)state;
@@ -382,7 +400,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submax_matches_portable),
         cmocka_unit_test(test_sumexp_matches_portable),
-        cmocka_unit_test(test_sumexp_max_matches_portable),
+        cmocka_unit_test(test_max_sum_matches_portable),
         cmocka_unit_test(test_kth_matches_portable),
         cmocka_unit_test(test_above_matches_portable),
         cmocka_unit_test(test_ranks_matches_portable),
