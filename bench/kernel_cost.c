@@ -75,7 +75,7 @@ int main(void)
         double t0 = now();
         for (int k = 0; k < REPS; k++) sink += ops->sumexp(x, N, 0.0f, 1.0f, NULL, 0);
         double t1 = now();
-        for (int k = 0; k < REPS; k++) sink += ops->submax(x, N, NULL, 0, bm);
+        for (int k = 0; k < REPS; k++) sink += ops->max_sum(x, N, NULL, 0, bm, NULL, 1.0);
         double t2 = now();
         te[r] = (t1 - t0) / ((double)N * REPS) * 1e9;
         tm[r] = (t2 - t1) / ((double)N * REPS) * 1e9;
@@ -129,7 +129,7 @@ int main(void)
         {
             const int th = omp_get_thread_num();
             for (size_t j = (size_t)th * (per / 2); j < (size_t)(th + 1) * (per / 2); j += V / 2)
-                sink += ops->submax(L + j, V / 2, NULL, 0, bmt[th]);
+                sink += ops->max_sum(L + j, V / 2, NULL, 0, bmt[th], NULL, 1.0);
         }
         if (i >= WARM) {
             cold[i - WARM] = t;

@@ -71,18 +71,16 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch);
 /* Block primitives, picked once for the CPU (AVX-512 when present). */
 typedef struct ms__block_ops {
     const char *name;
-    /* bm[j] = max of x[j*MS_SUB .. (j+1)*MS_SUB) (the last one shorter), leaving out the
-     * positions skip[0..n_skip) (sorted, in [0, n)); NaN ignored, -inf when none. Returns the
-     * max of all of them. */
-    float (*submax)(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, float *bm);
-    /* sum exp((x - m) * scale) over non-NaN x outside skip (as above), with x <= m for all x */
+    /* sum exp((x - m) * scale) over non-NaN x outside skip[0..n_skip) (sorted, in [0, n)),
+     * with x <= m for all x */
     double (*sumexp)(const float *x, int32_t n, float m, float scale, const int32_t *skip,
                      int32_t n_skip);
-    /* Passes A and C over x[0..n): bm as submax, returning the max of all; and, when st is not
-     * NULL, the exp sums of the same values added to *st against its running maximum, which
-     * rises (rescaling what was summed) as larger sub-blocks come: sum at scale 1, and sum_t at
-     * scale inv_t when inv_t != 1. A +inf maximum sets st->max to +inf and stops the sums
-     * (they are never read then). */
+    /* Passes A and C over x[0..n): bm[j] = max of x[j*MS_SUB .. (j+1)*MS_SUB) (the last one
+     * shorter) leaving out the positions skip[0..n_skip) (sorted, in [0, n)), NaN ignored,
+     * -inf when none; returns the max of all of them. When st is not NULL, also the exp sums
+     * of the same values added to *st against its running maximum, which rises (rescaling what
+     * was summed) as larger sub-blocks come: sum at scale 1, and sum_t at scale inv_t when
+     * inv_t != 1. A +inf maximum sets st->max to +inf and stops the sums (never read then). */
     float (*max_sum)(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, float *bm,
                      ms__lse *st, double inv_t);
     /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may overwrite a */

@@ -150,27 +150,6 @@ void ms__cand_sort_raw(ms__cand *a, size_t n)
 
 /* ---- portable block primitives ---- */
 
-static float submax_portable(const float *x, int32_t n, const int32_t *skip, int32_t n_skip,
-                            float *bm)
-{
-    float all = -INFINITY;
-    int32_t s = 0;
-    for (int32_t a = 0; a < n; a += MS_SUB) {
-        const int32_t b = n - a < MS_SUB ? n : a + MS_SUB;
-        float m = -INFINITY;
-        for (int32_t i = a; i < b; i++) {
-            if (s < n_skip && skip[s] == i) {
-                s++;
-                continue;
-            }
-            m = x[i] > m ? x[i] : m;
-        }
-        bm[a / MS_SUB] = m;
-        all = m > all ? m : all;
-    }
-    return all;
-}
-
 static double sumexp_portable(const float *x, int32_t n, float m, float scale, const int32_t *skip,
                               int32_t n_skip)
 {
@@ -298,7 +277,6 @@ static void uniforms_portable(uint64_t seed, uint64_t ctr, const int32_t *ids, i
 
 static const ms__block_ops portable_ops = {
     .name = "portable",
-    .submax = submax_portable,
     .sumexp = sumexp_portable,
     .max_sum = max_sum_portable,
     .kth = kth_largest,

@@ -19,46 +19,6 @@ static inline __mmask16 skip_lanes(__mmask16 k, int32_t i, const int32_t *skip, 
     return k;
 }
 
-MS_AVX512 static float submax_avx512(const float *x, int32_t n, const int32_t *skip,
-                                     int32_t n_skip, float *bm)
-{
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 all = ninf;
-    int32_t s = 0;
-    /* max(x, acc) returns acc when x is NaN: NaN logits count as -inf. */
-    for (int32_t a = 0; a < n; a += MS_SUB) {
-        const int32_t b = n - a < MS_SUB ? n : a + MS_SUB;
-        __m512 a0 = ninf, a1 = ninf, a2 = ninf, a3 = ninf;
-        if (b - a == MS_SUB && !(s < n_skip && skip[s] < b)) {
-            for (int32_t i = a; i < b; i += 64) {
-                a0 = _mm512_max_ps(_mm512_loadu_ps(x + i), a0);
-                a1 = _mm512_max_ps(_mm512_loadu_ps(x + i + 16), a1);
-                a2 = _mm512_max_ps(_mm512_loadu_ps(x + i + 32), a2);
-                a3 = _mm512_max_ps(_mm512_loadu_ps(x + i + 48), a3);
-            }
-        } else {
-            /* lane masks of the sub-block's vectors: the tail and the skipped positions off */
-            __mmask16 k[MS_SUB / 16];
-            const int32_t nv = (b - a + 15) / 16;
-            for (int32_t v = 0; v < nv; v++) k[v] = (__mmask16)0xffff;
-            if ((b - a) % 16) k[nv - 1] = (__mmask16)((1u << ((b - a) % 16)) - 1u);
-            for (; s < n_skip && skip[s] < b; s++)
-                k[(skip[s] - a) / 16] &= (__mmask16) ~(1u << ((skip[s] - a) % 16));
-            int32_t v = 0;
-            for (; v + 2 <= nv; v += 2) {
-                a0 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v), a0);
-                a1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16), a1);
-            }
-            if (v < nv) a2 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v), a2);
-        }
-        const __m512 v = _mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3));
-        /* the reductions of successive sub-blocks are independent: they overlap */
-        bm[a / MS_SUB] = _mm512_reduce_max_ps(v);
-        all = _mm512_max_ps(v, all);
-    }
-    return _mm512_reduce_max_ps(all);
-}
-
 /* Order-preserving map of floats (no NaN) to unsigned keys. */
 MS_AVX512 static inline __m512i float_keys(__m512 v)
 {
@@ -317,35 +277,28 @@ MS_AVX512 static float max_sum_avx512(const float *x, int32_t n, const int32_t *
             if (two) r2 = exp_ref_of(b, scale_t);
         }
         const __m512 c1 = r1.c, n1 = r1.nmc, c2 = r2.c, n2 = r2.nmc;
+/* two vectors' exps into the lanes of the sum at scale 1, and of the one at inv_t */
+#define EXP_PAIR(xa, xb)                                                                          \
+    do {                                                                                          \
+        const __m512 x0 = (xa), x1 = (xb);                                                        \
+        {                                                                                         \
+            const __m512 c = c1, nmc = n1;                                                        \
+            MS_SUMEXP_STEP(s0, x0);                                                               \
+            MS_SUMEXP_STEP(s1, x1);                                                               \
+        }                                                                                         \
+        if (two) {                                                                                \
+            const __m512 c = c2, nmc = n2;                                                        \
+            MS_SUMEXP_STEP(t0, x0);                                                               \
+            MS_SUMEXP_STEP(t1, x1);                                                               \
+        }                                                                                         \
+    } while (0)
         if (plain) {
-            for (int32_t i = a; i < a + MS_SUB; i += 32) {
-                const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-                {
-                    const __m512 c = c1, nmc = n1;
-                    MS_SUMEXP_STEP(s0, x0);
-                    MS_SUMEXP_STEP(s1, x1);
-                }
-                if (two) {
-                    const __m512 c = c2, nmc = n2;
-                    MS_SUMEXP_STEP(t0, x0);
-                    MS_SUMEXP_STEP(t1, x1);
-                }
-            }
+            for (int32_t i = a; i < a + MS_SUB; i += 32)
+                EXP_PAIR(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16));
         } else {
-            for (int32_t v = 0; v < nv; v += 2) { /* k[nv] is 0 when nv is odd */
-                const __m512 x0 = _mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v);
-                const __m512 x1 = _mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16);
-                {
-                    const __m512 c = c1, nmc = n1;
-                    MS_SUMEXP_STEP(s0, x0);
-                    MS_SUMEXP_STEP(s1, x1);
-                }
-                if (two) {
-                    const __m512 c = c2, nmc = n2;
-                    MS_SUMEXP_STEP(t0, x0);
-                    MS_SUMEXP_STEP(t1, x1);
-                }
-            }
+            for (int32_t v = 0; v < nv; v += 2) /* k[nv] is 0 when nv is odd */
+                EXP_PAIR(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v),
+                         _mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16));
         }
         if (++pending == MS_BLOCK / MS_SUB) { /* each float lane has taken its share of terms */
             d1 = add_lanes(d1, _mm512_add_ps(s0, s1));
@@ -361,6 +314,7 @@ MS_AVX512 static float max_sum_avx512(const float *x, int32_t n, const int32_t *
     }
     return _mm512_reduce_max_ps(all);
 }
+#undef EXP_PAIR
 
 MS_AVX512 static void convert_avx512(const void *src, ms_dtype t, int32_t n, float *dst)
 {
@@ -443,7 +397,6 @@ MS_AVX512 static void uniforms_avx512(uint64_t seed, uint64_t ctr, const int32_t
 
 static const ms__block_ops avx512_ops = {
     .name = "avx512",
-    .submax = submax_avx512,
     .sumexp = sumexp_avx512,
     .max_sum = max_sum_avx512,
     .above = above_avx512,

@@ -50,7 +50,8 @@ static const ms__block_ops *wide(void)
     return ms__block_ops_avx512();
 }
 
-static void test_submax_matches_portable(void **state)
+/* max_sum without sums: the sub-block maxima alone (the greedy and sampling-only passes). */
+static void test_maxima_match_portable(void **state)
 {
     (void)state;
     const ms__block_ops *w = wide(), *p = ms__block_ops_portable();
@@ -62,7 +63,8 @@ static void test_submax_matches_portable(void **state)
         const int32_t n = 1 + (int32_t)(rng_next(&s) % 5000);
         fill(x, n, &s, rep % 3 == 0 ? 5 : 0);
         const int32_t ns = make_skip(skip, n, rep % 4 == 0 ? 0 : 1 + rep % 37, &s);
-        const float mw = w->submax(x, n, skip, ns, bw), mp = p->submax(x, n, skip, ns, bp);
+        const float mw = w->max_sum(x, n, skip, ns, bw, NULL, 1.0);
+        const float mp = p->max_sum(x, n, skip, ns, bp, NULL, 1.0);
         assert_memory_equal(&mw, &mp, sizeof mw);
         assert_memory_equal(bw, bp, (size_t)((n + MS_SUB - 1) / MS_SUB) * sizeof *bw);
     }
@@ -82,7 +84,7 @@ static void test_sumexp_matches_portable(void **state)
         for (int32_t i = 0; i < n; i++)
             if (x[i] == INFINITY) x[i] = -INFINITY; /* the sum is taken below a finite max */
         const int32_t ns = make_skip(skip, n, rep % 5 == 0 ? 0 : 1 + rep % 23, &s);
-        const float m = p->submax(x, n, NULL, 0, bm);
+        const float m = p->max_sum(x, n, NULL, 0, bm, NULL, 1.0);
         if (!(m > -INFINITY)) continue;
         const float scale = rep % 3 == 0 ? 1.0f : 1.0f / 0.7f;
         const double sw = w->sumexp(x, n, m, scale, skip, ns);
@@ -398,7 +400,7 @@ static void test_scan_row_16bit_matches_f32(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_submax_matches_portable),
+        cmocka_unit_test(test_maxima_match_portable),
         cmocka_unit_test(test_sumexp_matches_portable),
         cmocka_unit_test(test_max_sum_matches_portable),
         cmocka_unit_test(test_kth_matches_portable),
