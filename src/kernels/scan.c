@@ -426,8 +426,8 @@ static inline void raw_top_offer(ms__cand *a, int32_t *n, int32_t cap, const ms_
 }
 
 /* The best `keep` of c[0..n) (held in id order, so ties at the cut go to the lower ids), moved to
- * its front in the same order; *kth gets the value at the cut. sel is room for n floats.
- * Returns how many remain. */
+ * its front in the same order; *kth (when not NULL) gets the value at the cut. sel is room for
+ * n floats. Returns how many remain. */
 static int32_t keep_best(const ms__block_ops *ops, float *sel, ms__cand *c, int32_t n,
                          int32_t keep, float *kth)
 {
@@ -447,7 +447,7 @@ static int32_t keep_best(const ms__block_ops *ops, float *sel, ms__cand *c, int3
         eq += v == t;
     }
     for (int32_t i = 0; i < keep; i++) c[i] = c[at[i]];
-    *kth = t;
+    if (kth) *kth = t;
     return keep;
 }
 
@@ -619,8 +619,7 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         for (int32_t j = 0; j < nsb; j++) sc.list[nl] = j, nl += sc.bm[j] >= t0;
         nt = collect(ops, job, &sc, sc.list, nl, &thr, 0);
     }
-    float cut;
-    nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, &cut); /* the best K outside the history */
+    nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, NULL); /* the best K outside the history */
     MS_PHASE_END(MS_PH_PASS_B, ph);
 
     res->pen = seg;
@@ -649,9 +648,9 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         }
         res->n_rawc = nr;
         /* the history tokens' best K among the others' (both lists in id order) */
-        nc = keep_best(ops, sc.sel, sc.hcand, nc, job->K, &cut);
+        nc = keep_best(ops, sc.sel, sc.hcand, nc, job->K, NULL);
         nt = merge_by_id(sc.tmp, nt, sc.hcand, nc);
-        nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, &cut);
+        nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, NULL);
         if (want_sum) {
             lse_add_many(ops, &res->pen, sc.hzp, nh, inv_t);
             lse_add_many(ops, &res->raw_lse, sc.hz, nh, inv_t);

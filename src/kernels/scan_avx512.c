@@ -105,18 +105,13 @@ MS_AVX512 static void ranks_avx512(const uint64_t *key, int32_t n, int32_t *pos)
         seen |= 1ull << r;
     }
     if (seen == (n == 64 ? ~0ull : (1ull << n) - 1)) return;
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t i = 0; i < n; i++) { /* equal keys: those before i come first */
         const __m512i ki = _mm512_set1_epi64((long long)key[i]);
-        int32_t r = 0;
-        for (int32_t b = 0; b < nb; b++) {
-            const int32_t j = 8 * b;
-            const __mmask8 before = i - j >= 8 ? (__mmask8)0xff
-                                    : i > j    ? (__mmask8)((1u << (i - j)) - 1u)
-                                               : (__mmask8)0;
-            r += __builtin_popcount(_mm512_mask_cmplt_epu64_mask(m[b], k[b], ki)) +
-                 __builtin_popcount(_mm512_mask_cmpeq_epu64_mask(before, k[b], ki));
+        for (int32_t b = 0; b < nb && 8 * b < i; b++) {
+            const __mmask8 before = i - 8 * b >= 8 ? (__mmask8)0xff
+                                                   : (__mmask8)((1u << (i - 8 * b)) - 1u);
+            pos[i] += __builtin_popcount(_mm512_mask_cmpeq_epu64_mask(before, k[b], ki));
         }
-        pos[i] = r;
     }
 }
 
