@@ -4,6 +4,8 @@
 #ifndef MS_PENALTIES_H
 #define MS_PENALTIES_H
 
+#include <string.h>
+
 #include "common/ms_internal.h"
 
 typedef struct ms__hist_entry {
@@ -35,23 +37,34 @@ ms_status ms__history_copy(ms__history *dst, const ms__history *src);
 
 /* z' of one history token, in float arithmetic (DESIGN 2.1; the reference tests rely on the
  * exact operation order). */
+/* a when c, else b, through the bits: the compiler keeps it free of branches (as a float
+ * ternary it made a branch, and both conditions below are unpredictable per token) */
+static inline float ms__select(bool c, float a, float b)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    const uint32_t m = 0u - (uint32_t)c, r = (ua & m) | (ub & ~m);
+    float f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
 static inline float ms__penalize(float z, const ms__hist_entry *h, const ms_slot_params *p,
                                  ms_penalty_order order)
 {
-    /* both sides of the repetition penalty, then a select: the sign of z is unpredictable */
     const float r = p->repetition_penalty;
+    const bool seen = h->count > 0;
     if (order == MS_PENALTY_ORDER_OPENAI) {
-        const float q = z / r, m = z * r;
-        z = z > 0.0f ? q : m;
+        z = ms__select(z > 0.0f, z / r, z * r);
         z = z - p->frequency_penalty * (float)h->count;
-        if (h->count > 0) z = z - p->presence_penalty;
+        z = ms__select(seen, z - p->presence_penalty, z);
     } else {
-        if (h->count > 0) z = z - p->presence_penalty;
+        z = ms__select(seen, z - p->presence_penalty, z);
         z = z - p->frequency_penalty * (float)h->count;
-        const float q = z / r, m = z * r;
-        z = z > 0.0f ? q : m;
+        z = ms__select(z > 0.0f, z / r, z * r);
     }
-    return z != z ? -INFINITY : z;
+    return ms__select(z != z, -INFINITY, z);
 }
 
 #endif

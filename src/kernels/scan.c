@@ -451,12 +451,15 @@ static int32_t keep_best(const ms__block_ops *ops, float *sel, ms__cand *c, int3
     return keep;
 }
 
-/* a[0..na) and b[0..nb), each in id order, merged into a (room for na + nb) in id order. */
-static int32_t merge_by_id(ms__cand *a, int32_t na, const ms__cand *b, int32_t nb)
+/* The first `cap` of a[0..na) and b[0..nb), both in rank order, merged into dst in rank order.
+ * Returns how many. */
+static int32_t merge_rank(ms__cand *restrict dst, int32_t cap, const ms__cand *a, int32_t na,
+                          const ms__cand *b, int32_t nb)
 {
-    for (int32_t i = na - 1, j = nb - 1, w = na + nb - 1; j >= 0; w--)
-        a[w] = i >= 0 && a[i].id > b[j].id ? a[i--] : b[j--];
-    return na + nb;
+    int32_t i = 0, j = 0, w = 0;
+    for (; w < cap && (i < na || j < nb); w++)
+        dst[w] = j == nb || (i < na && ms__cand_before(&a[i], &b[j])) ? a[i++] : b[j++];
+    return w;
 }
 
 /* Pass B's collection: the tokens above *thr in the sub-blocks list[0..nl) (in column order),
@@ -624,33 +627,32 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
 
     res->pen = seg;
     res->raw_lse = seg;
-    res->n_rawc = 0;
+    /* The best K outside the history, in rank order: for them raw == z', so the first n_raw
+     * are also the raw top-n so far. */
+    ms__cand *cand = res->cand;
+    ms__cand_sort_rank_to(cand, sc.tmp, (size_t)nt);
+    int32_t nr = nt < job->n_raw ? nt : job->n_raw;
+    memcpy(res->raw, cand, (size_t)nr * sizeof *cand);
+    MS_PHASE_END(MS_PH_SORT, ph);
     if (nh > 0) {
-        /* Raw top-n: the non-history candidates (raw == z') and the history tokens' raw values,
-         * kept sorted in res->raw as they come (n_raw is small). */
-        int32_t nr = 0, nc = 0;
-        if (job->n_raw > 0)
-            for (int32_t i = 0; i < nt; i++) raw_top_offer(res->raw, &nr, job->n_raw, &sc.tmp[i]);
         /* with K candidates already, a history token below the last of them cannot get in */
-        float low = -INFINITY;
-        if (nt == job->K) {
-            low = INFINITY;
-            for (int32_t i = 0; i < nt; i++) low = sc.tmp[i].v < low ? sc.tmp[i].v : low;
-        }
+        const float low = nt == job->K ? cand[nt - 1].v : -INFINITY;
+        /* z' first, without a branch; then the few tokens that enter a list, by branches
+         * that are nearly always not taken */
+        for (int32_t h = 0; h < nh; h++)
+            sc.hzp[h] = ms__penalize(sc.hz[h], &job->hist[h], job->sp, job->order);
+        int32_t nc = 0;
         for (int32_t h = 0; h < nh; h++) {
-            const ms__hist_entry *e = &job->hist[h];
-            const float z = sc.hz[h];
-            const float zp = ms__penalize(z, e, job->sp, job->order);
-            sc.hzp[h] = zp;
-            const ms__cand c = {zp, z, e->id};
-            if (zp > -INFINITY && zp >= low) sc.hcand[nc++] = c;
-            if (job->n_raw > 0 && z > -INFINITY) raw_top_offer(res->raw, &nr, job->n_raw, &c);
+            const ms__cand c = {sc.hzp[h], sc.hz[h], job->hist[h].id};
+            if (c.v > -INFINITY && c.v >= low) sc.hcand[nc++] = c;
+            if (job->n_raw > 0 && c.raw > -INFINITY) raw_top_offer(res->raw, &nr, job->n_raw, &c);
         }
-        res->n_rawc = nr;
-        /* the history tokens' best K among the others' (both lists in id order) */
-        nc = keep_best(ops, sc.sel, sc.hcand, nc, job->K, NULL);
-        nt = merge_by_id(sc.tmp, nt, sc.hcand, nc);
-        nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, NULL);
+        if (nc > 0) { /* the two lists merged in rank order, the first K kept */
+            nc = keep_best(ops, sc.sel, sc.hcand, nc, job->K, NULL);
+            ms__cand_sort_rank(sc.hcand, (size_t)nc);
+            memcpy(sc.tmp, cand, (size_t)nt * sizeof *cand);
+            nt = merge_rank(cand, job->K, sc.tmp, nt, sc.hcand, nc);
+        }
         if (want_sum) {
             lse_add_many(ops, &res->pen, sc.hzp, nh, inv_t);
             lse_add_many(ops, &res->raw_lse, sc.hz, nh, inv_t);
@@ -662,13 +664,8 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         }
     }
     MS_PHASE_END(MS_PH_HISTORY, ph);
-    res->n_cand = nt;
-    res->truncated = nt == job->K && width > job->K;
-    ms__cand_sort_rank_to(res->cand, sc.tmp, (size_t)nt);
-    MS_PHASE_END(MS_PH_SORT, ph);
     MS_PHASE_ROW();
-    if (job->n_raw > 0 && nh == 0) {
-        res->n_rawc = res->n_cand < job->n_raw ? res->n_cand : job->n_raw;
-        memcpy(res->raw, res->cand, (size_t)res->n_rawc * sizeof *res->cand);
-    }
+    res->n_cand = nt;
+    res->n_rawc = nr;
+    res->truncated = nt == job->K && width > job->K;
 }
