@@ -200,32 +200,79 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
     return _mm512_reduce_add_pd(d) * r.corr;
 }
 
-/* Passes A and C, one sub-block at a time: its maximum from memory, then its exps from L1
- * against the running maximum. The loads of the next sub-block's maximum overlap this one's
- * exps, and the hardware prefetcher streams the row: a chunk-level max pass fused with the
- * previous chunk's exps, fed by software prefetch, ran 25-30% slower here. */
+/* Two vectors' exps into accumulators: (a0, a1) at scale 1 against (c1, n1) and, when two,
+ * (b0, b1) at inv_t against (c2, n2). */
+#define EXP_PAIR(xa, xb, a0, a1, b0, b1)                                                          \
+    do {                                                                                          \
+        const __m512 x0 = (xa), x1 = (xb);                                                        \
+        {                                                                                         \
+            const __m512 c = c1, nmc = n1;                                                        \
+            MS_SUMEXP_STEP(a0, x0);                                                               \
+            MS_SUMEXP_STEP(a1, x1);                                                               \
+        }                                                                                         \
+        if (two) {                                                                                \
+            const __m512 c = c2, nmc = n2;                                                        \
+            MS_SUMEXP_STEP(b0, x0);                                                               \
+            MS_SUMEXP_STEP(b1, x1);                                                               \
+        }                                                                                         \
+    } while (0)
+
+/* Passes A and C, one sub-block at a time, each vector loaded once for its maximum and its exps.
+ * The exps run against the maximum so far, before the sub-block's own is known; a sub-block
+ * that raises it by a few tens is summed as it stands (its terms exceed 1, which floats hold)
+ * and then rescaled with the rest. A larger jump, or no maximum yet, takes a second sweep of
+ * the sub-block from L1. The hardware prefetcher streams the row. */
 MS_AVX512 static float max_sum_avx512(const float *x, int32_t n, const int32_t *skip,
                                       int32_t n_skip, float *bm, ms__lse *st, double inv_t)
 {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-200.0f);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), lo = _mm512_set1_ps(-200.0f),
+                 zero = _mm512_setzero_ps();
     const bool two = inv_t != 1.0;
     const float scale_t = (float)inv_t;
+    /* the largest rise of the maximum whose exps (at either scale) still fit a float: e^60 */
+    const double rise_cap = 60.0 / (inv_t > 1.0 ? inv_t : 1.0);
     bool sums = st && st->max != INFINITY;
     exp_ref r1 = {0}, r2 = {0};
     if (sums && st->max > -INFINITY) {
         r1 = exp_ref_of(st->max, 1.0f);
         if (two) r2 = exp_ref_of(st->max, scale_t);
     }
-    __m512 all = ninf, s0 = _mm512_setzero_ps(), s1 = s0, t0 = s0, t1 = s0;
+    __m512 all = ninf, s0 = zero, s1 = s0, t0 = s0, t1 = s0;
     __m512d d1 = _mm512_setzero_pd(), d2 = d1;
     int32_t s = 0, pending = 0;
     for (int32_t a = 0; a < n; a += MS_SUB) {
         const int32_t len = n - a < MS_SUB ? n - a : MS_SUB, nv = (len + 15) / 16;
         const bool plain = len == MS_SUB && !(s < n_skip && skip[s] < a + len);
+        const bool fused = sums && st->max > -INFINITY;
         __mmask16 k[MS_SUB / 16];
-        __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+        __m512 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf, e0 = zero, e1 = zero, f0 = zero,
+               f1 = zero;
+        __m512 c1 = r1.c, n1 = r1.nmc, c2 = r2.c, n2 = r2.nmc;
+        if (!plain) {
+            /* lane masks of the sub-block's vectors: the tail and the skipped positions off */
+            for (int32_t v = 0; v < nv; v++) k[v] = (__mmask16)0xffff;
+            if (len % 16) k[nv - 1] = (__mmask16)((1u << (len % 16)) - 1u);
+            for (; s < n_skip && skip[s] < a + len; s++)
+                k[(skip[s] - a) / 16] &= (__mmask16) ~(1u << ((skip[s] - a) % 16));
+            for (int32_t v = nv; v < MS_SUB / 16; v++) k[v] = 0; /* past the row's end */
+        }
         /* max(x, acc) returns acc when x is NaN: NaN logits count as -inf */
-        if (plain) {
+        if (fused && plain) {
+            for (int32_t i = a; i < a + MS_SUB; i += 32) {
+                const __m512 xa = _mm512_loadu_ps(x + i), xb = _mm512_loadu_ps(x + i + 16);
+                m0 = _mm512_max_ps(xa, m0);
+                m1 = _mm512_max_ps(xb, m1);
+                EXP_PAIR(xa, xb, e0, e1, f0, f1);
+            }
+        } else if (fused) {
+            for (int32_t v = 0; v < nv; v += 2) { /* k[nv] is 0 when nv is odd */
+                const __m512 xa = _mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v),
+                             xb = _mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16);
+                m0 = _mm512_max_ps(xa, m0);
+                m1 = _mm512_max_ps(xb, m1);
+                EXP_PAIR(xa, xb, e0, e1, f0, f1);
+            }
+        } else if (plain) {
             for (int32_t i = a; i < a + MS_SUB; i += 64) {
                 m0 = _mm512_max_ps(_mm512_loadu_ps(x + i), m0);
                 m1 = _mm512_max_ps(_mm512_loadu_ps(x + i + 16), m1);
@@ -233,12 +280,6 @@ MS_AVX512 static float max_sum_avx512(const float *x, int32_t n, const int32_t *
                 m3 = _mm512_max_ps(_mm512_loadu_ps(x + i + 48), m3);
             }
         } else {
-            /* lane masks of the sub-block's vectors: the tail and the skipped positions off */
-            for (int32_t v = 0; v < nv; v++) k[v] = (__mmask16)0xffff;
-            if (len % 16) k[nv - 1] = (__mmask16)((1u << (len % 16)) - 1u);
-            for (; s < n_skip && skip[s] < a + len; s++)
-                k[(skip[s] - a) / 16] &= (__mmask16) ~(1u << ((skip[s] - a) % 16));
-            for (int32_t v = nv; v < MS_SUB / 16; v++) k[v] = 0; /* past the row's end */
             for (int32_t v = 0; v < MS_SUB / 16; v += 4) {
                 m0 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v), m0);
                 m1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16), m1);
@@ -256,6 +297,14 @@ MS_AVX512 static float max_sum_avx512(const float *x, int32_t n, const int32_t *
             st->max = INFINITY;
             continue;
         }
+        /* the sub-block's exps as summed, unless the maximum rose past what they can hold */
+        const bool keep = fused && !((double)b - (double)st->max > rise_cap);
+        if (keep) {
+            s0 = _mm512_add_ps(s0, e0);
+            s1 = _mm512_add_ps(s1, e1);
+            t0 = _mm512_add_ps(t0, f0);
+            t1 = _mm512_add_ps(t1, f1);
+        }
         if (b > st->max) { /* a new reference: what was summed is rescaled to it */
             if (st->max > -INFINITY) {
                 st->sum += _mm512_reduce_add_pd(add_lanes(d1, _mm512_add_ps(s0, s1))) * r1.corr;
@@ -267,41 +316,29 @@ MS_AVX512 static float max_sum_avx512(const float *x, int32_t n, const int32_t *
                     st->sum_t *= exp(dm * inv_t);
                 }
                 d1 = d2 = _mm512_setzero_pd();
-                s0 = s1 = t0 = t1 = _mm512_setzero_ps();
+                s0 = s1 = t0 = t1 = zero;
                 pending = 0;
             }
             st->max = b;
             r1 = exp_ref_of(b, 1.0f);
             if (two) r2 = exp_ref_of(b, scale_t);
         }
-        const __m512 c1 = r1.c, n1 = r1.nmc, c2 = r2.c, n2 = r2.nmc;
-/* two vectors' exps into the lanes of the sum at scale 1, and of the one at inv_t */
-#define EXP_PAIR(xa, xb)                                                                          \
-    do {                                                                                          \
-        const __m512 x0 = (xa), x1 = (xb);                                                        \
-        {                                                                                         \
-            const __m512 c = c1, nmc = n1;                                                        \
-            MS_SUMEXP_STEP(s0, x0);                                                               \
-            MS_SUMEXP_STEP(s1, x1);                                                               \
-        }                                                                                         \
-        if (two) {                                                                                \
-            const __m512 c = c2, nmc = n2;                                                        \
-            MS_SUMEXP_STEP(t0, x0);                                                               \
-            MS_SUMEXP_STEP(t1, x1);                                                               \
-        }                                                                                         \
-    } while (0)
-        if (plain) {
-            for (int32_t i = a; i < a + MS_SUB; i += 32)
-                EXP_PAIR(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16));
-        } else {
-            for (int32_t v = 0; v < nv; v += 2) /* k[nv] is 0 when nv is odd */
-                EXP_PAIR(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v),
-                         _mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16));
+        if (!keep) { /* the sub-block again, from L1, against the new reference */
+            c1 = r1.c, n1 = r1.nmc, c2 = r2.c, n2 = r2.nmc;
+            if (plain) {
+                for (int32_t i = a; i < a + MS_SUB; i += 32)
+                    EXP_PAIR(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16), s0, s1, t0, t1);
+            } else {
+                for (int32_t v = 0; v < nv; v += 2)
+                    EXP_PAIR(_mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v),
+                             _mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16), s0, s1,
+                             t0, t1);
+            }
         }
         if (++pending == MS_BLOCK / MS_SUB) { /* each float lane has taken its share of terms */
             d1 = add_lanes(d1, _mm512_add_ps(s0, s1));
             d2 = add_lanes(d2, _mm512_add_ps(t0, t1));
-            s0 = s1 = t0 = t1 = _mm512_setzero_ps();
+            s0 = s1 = t0 = t1 = zero;
             pending = 0;
         }
     }
