@@ -85,7 +85,8 @@ typedef struct ms__block_ops {
                      ms__lse *st, double inv_t);
     /* the (k+1)-th largest of a[0..n) (no NaN; k < n); may overwrite a */
     float (*kth)(float *a, int32_t n, int32_t k);
-    /* base + i for all x[i] > t, ascending, into idx; returns how many */
+    /* base + i for all x[i] > t, ascending, into idx (room for n + 1: it may store one past
+     * the last); returns how many */
     int32_t (*above)(const float *x, int32_t n, float t, int32_t base, int32_t *idx);
     /* pos[i] = the place of key[i] in ascending order, equal keys in index order (n <= 64) */
     void (*ranks)(const uint64_t *key, int32_t n, int32_t *pos);

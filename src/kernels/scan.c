@@ -351,7 +351,7 @@ static size_t scratch_layout(int32_t K, int32_t n_hist, int32_t width, void *bas
     const size_t sizes[] = {MS_CHUNK * sizeof(float),     nsb * sizeof(float), nsel * sizeof(float),
                             nh * sizeof(int32_t),     2 * nh * sizeof(int32_t), nh * sizeof(float),
                             nh * sizeof(float),       ntmp * sizeof(ms__cand),
-                            nh * sizeof(ms__cand),    MS_IDX_CAP * sizeof(int32_t),
+                            nh * sizeof(ms__cand),    (MS_IDX_CAP + 1) * sizeof(int32_t),
                             nsb * sizeof(int32_t)};
     void **slots[] = {(void **)&sc->buf,  (void **)&sc->bm,   (void **)&sc->sel,
                       (void **)&sc->hpos, (void **)&sc->hrel, (void **)&sc->hz,

@@ -72,6 +72,14 @@ MS_AVX512 static int32_t above_avx512(const float *x, int32_t n, float t, int32_
                          << 32 |
                      (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + i + 48), vt, _CMP_GT_OQ)
                          << 48;
+        /* the first two hits without a branch (a word mostly holds none or one: a loop's exit
+         * would be mispredicted), the rest by the loop; idx has room for the extra store */
+        idx[c] = base + i + (int32_t)_tzcnt_u64(b);
+        c += b != 0;
+        b &= b - 1;
+        idx[c] = base + i + (int32_t)_tzcnt_u64(b);
+        c += b != 0;
+        b &= b - 1;
         for (; b; b &= b - 1) idx[c++] = base + i + __builtin_ctzll(b);
     }
     for (; i < n; i += 16) {
