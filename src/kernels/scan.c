@@ -328,6 +328,7 @@ typedef struct scan_scratch {
     float *bm;      /* sub-block maxima */
     float *sel;     /* values for a selection: the real sub-block maxima, or a small shard's */
     int32_t *hpos;  /* history positions in the row */
+    uint64_t *hbit; /* the same as a bit set over the row (set when n_hist > 0) */
     int32_t *hrel;  /* the same, relative to a chunk: two lists of nhrel (this chunk, the next) */
     int32_t nhrel;
     float *hz, *hzp; /* history tokens' raw and penalised logits */
@@ -349,12 +350,13 @@ static size_t scratch_layout(int32_t K, int32_t n_hist, int32_t width, void *bas
     size_t nsel = nsb > ntmp ? nsb : ntmp; /* values for kth: maxima, tmp or hcand */
     nsel = nsel > nh ? nsel : nh;
     const size_t sizes[] = {MS_CHUNK * sizeof(float),     nsb * sizeof(float), nsel * sizeof(float),
-                            nh * sizeof(int32_t),     2 * nh * sizeof(int32_t), nh * sizeof(float),
+                            nh * sizeof(int32_t),     ((size_t)width / 64 + 1) * sizeof(uint64_t),
+                            2 * nh * sizeof(int32_t), nh * sizeof(float),
                             nh * sizeof(float),       ntmp * sizeof(ms__cand),
                             nh * sizeof(ms__cand),    (MS_IDX_CAP + 1) * sizeof(int32_t),
                             nsb * sizeof(int32_t)};
     void **slots[] = {(void **)&sc->buf,  (void **)&sc->bm,   (void **)&sc->sel,
-                      (void **)&sc->hpos, (void **)&sc->hrel, (void **)&sc->hz,
+                      (void **)&sc->hpos, (void **)&sc->hbit, (void **)&sc->hrel, (void **)&sc->hz,
                       (void **)&sc->hzp,  (void **)&sc->tmp,  (void **)&sc->hcand,
                       (void **)&sc->idx,  (void **)&sc->list};
     size_t off = 0;
@@ -463,7 +465,8 @@ static int32_t merge_rank(ms__cand *restrict dst, int32_t cap, const ms__cand *a
 }
 
 /* Pass B's collection: the tokens above *thr in the sub-blocks list[0..nl) (in column order),
- * outside the history (those are offered later with their penalised values), into tmp from
+ * outside the history (those are offered later with their penalised values; a bit set says
+ * which, without the branches of a walk along their list), into tmp from
  * nt on. Positions are gathered first, a batch of sub-blocks at a time, then turned into
  * candidates: a heap offered one token at a time cost twice as much here. When tmp fills
  * (only with many ties at t0) the best K so far stay and *thr rises to the K-th: a later token
@@ -471,7 +474,7 @@ static int32_t merge_rank(ms__cand *restrict dst, int32_t cap, const ms__cand *a
 static int32_t collect(const ms__block_ops *ops, const ms__scan_job *job, scan_scratch *sc,
                        const int32_t *list, int32_t nl, float *thr, int32_t nt)
 {
-    int32_t c = 0, hs = 0, q = 0;
+    int32_t c = 0, q = 0;
     for (;;) {
         for (; q < nl; q++) {
             const int32_t a = list[q] * MS_SUB;
@@ -481,8 +484,7 @@ static int32_t collect(const ms__block_ops *ops, const ms__scan_job *job, scan_s
         }
         for (int32_t k = 0; k < c; k++) {
             const int32_t i = sc->idx[k];
-            while (hs < job->n_hist && sc->hpos[hs] < i) hs++;
-            if (hs < job->n_hist && sc->hpos[hs] == i) continue;
+            if (job->n_hist > 0 && (sc->hbit[i / 64] >> (i % 64) & 1)) continue;
             const float v = ms__load(job->row, job->dtype, i);
             if (!(v > *thr)) continue; /* *thr rose meanwhile */
             if (nt == sc->ntmp) nt = keep_best(ops, sc->sel, sc->tmp, nt, job->K, thr);
@@ -564,6 +566,10 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     const int32_t width = job->width, nh = job->n_hist;
     const int32_t nsb = (width + MS_SUB - 1) / MS_SUB;
     for (int32_t h = 0; h < nh; h++) sc.hpos[h] = job->hist[h].id - job->id_base;
+    if (nh > 0) { /* pass B asks of each token it finds whether it is a history token */
+        memset(sc.hbit, 0, ((size_t)width / 64 + 1) * sizeof *sc.hbit);
+        for (int32_t h = 0; h < nh; h++) sc.hbit[sc.hpos[h] / 64] |= 1ull << (sc.hpos[h] % 64);
+    }
 
     /* Pass A and pass C: the maxima of sub-blocks and, when statistics are wanted, the exp sum
      * of the row. Both leave out the history tokens, whose penalised values are handled one by
