@@ -124,6 +124,19 @@ void ms__cand_sort_rank_to(ms__cand *restrict dst, const ms__cand *restrict src,
     for (size_t i = 0; i < n; i++) dst[pos[i]] = src[i];
 }
 
+/* The first k in rank order of src[0..n) (n <= MS_SORT_RANKED), into dst in that order. */
+static void cand_first_rank_to(ms__cand *restrict dst, const ms__cand *restrict src, int32_t n,
+                               int32_t k)
+{
+    uint64_t key[MS_SORT_RANKED] = {0};
+    int32_t pos[MS_SORT_RANKED];
+    ms__cand all[MS_SORT_RANKED];
+    for (int32_t i = 0; i < n; i++) key[i] = rank_key_of(&src[i]);
+    ms__block_ops_get()->ranks(key, n, pos);
+    for (int32_t i = 0; i < n; i++) all[pos[i]] = src[i];
+    memcpy(dst, all, (size_t)(k < n ? k : n) * sizeof *dst);
+}
+
 void ms__cand_sort_rank(ms__cand *a, size_t n)
 {
     if (n > MS_SORT_CAP) {
@@ -628,15 +641,21 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
         for (int32_t j = 0; j < nsb; j++) sc.list[nl] = j, nl += sc.bm[j] >= t0;
         nt = collect(ops, job, &sc, sc.list, nl, &thr, 0);
     }
-    nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, NULL); /* the best K outside the history */
-    MS_PHASE_END(MS_PH_PASS_B, ph);
-
+    /* The best K outside the history, in rank order: for them raw == z', so the first n_raw
+     * are also the raw top-n so far. A short list (pass B finds a few more than K, as a rule)
+     * is ranked whole and cut, which is the sort it needs anyway. */
+    ms__cand *cand = res->cand;
+    if (nt <= MS_SORT_RANKED) {
+        MS_PHASE_END(MS_PH_PASS_B, ph);
+        cand_first_rank_to(cand, sc.tmp, nt, job->K);
+        nt = nt < job->K ? nt : job->K;
+    } else {
+        nt = keep_best(ops, sc.sel, sc.tmp, nt, job->K, NULL);
+        MS_PHASE_END(MS_PH_PASS_B, ph);
+        ms__cand_sort_rank_to(cand, sc.tmp, (size_t)nt);
+    }
     res->pen = seg;
     res->raw_lse = seg;
-    /* The best K outside the history, in rank order: for them raw == z', so the first n_raw
-     * are also the raw top-n so far. */
-    ms__cand *cand = res->cand;
-    ms__cand_sort_rank_to(cand, sc.tmp, (size_t)nt);
     int32_t nr = nt < job->n_raw ? nt : job->n_raw;
     memcpy(res->raw, cand, (size_t)nr * sizeof *cand);
     MS_PHASE_END(MS_PH_SORT, ph);
