@@ -27,20 +27,38 @@ MS_AVX512 static inline __m512i float_keys(__m512 v)
     return _mm512_xor_si512(b, _mm512_or_si512(neg, _mm512_set1_epi32((int)0x80000000u)));
 }
 
+/* The float whose key float_keys gives k. */
+static inline float key_float(uint32_t k)
+{
+    const uint32_t bits = (k & 0x80000000u) ? k ^ 0x80000000u : ~k;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
 /* The (k+1)-th largest of a[0..n) (no NaN), bit by bit: the largest key t with at least k+1
- * keys >= t. 32 counting passes over a few vectors, without the unpredictable branches of a
- * quickselect. a is turned into the keys first (the contract lets it be reordered, so it may
- * be overwritten), which takes the mapping out of the 32 passes. */
+ * keys >= t. A counting pass over a few vectors for each bit below those all keys share (the
+ * answer shares them too; the maxima of a row mostly agree in sign, exponent and more),
+ * without the unpredictable branches of a quickselect. a is turned into the keys first (the
+ * contract lets it be reordered, so it may be overwritten). */
 MS_AVX512 static float kth_avx512(float *a, int32_t n, int32_t k)
 {
     uint32_t *key = (uint32_t *)a;
-    for (int32_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_epi32(key + i, m, float_keys(_mm512_maskz_loadu_ps(m, a + i)));
-    }
     const __mmask16 last = n % 16 ? (__mmask16)((1u << (n % 16)) - 1u) : (__mmask16)0xffff;
-    uint32_t t = 0;
-    for (int b = 31; b >= 0; b--) {
+    __m512i vand = _mm512_set1_epi32(-1), vor = _mm512_setzero_si512();
+    for (int32_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : last;
+        const __m512i v = float_keys(_mm512_maskz_loadu_ps(m, a + i));
+        _mm512_mask_storeu_epi32(key + i, m, v);
+        vand = _mm512_mask_and_epi32(vand, m, vand, v);
+        vor = _mm512_mask_or_epi32(vor, m, vor, v);
+    }
+    const uint32_t all1 = (uint32_t)_mm512_reduce_and_epi32(vand),
+                   diff = all1 ^ (uint32_t)_mm512_reduce_or_epi32(vor);
+    if (diff == 0) return key_float(all1); /* all equal */
+    const int top = 31 - __builtin_clz(diff);
+    uint32_t t = all1 & ~((2u << top) - 1u); /* 2u << 31 wraps to 0: nothing shared */
+    for (int b = top; b >= 0; b--) {
         const uint32_t cand = t | (1u << b);
         const __m512i vc = _mm512_set1_epi32((int)cand);
         int32_t c = 0, i = 0;
@@ -50,10 +68,7 @@ MS_AVX512 static float kth_avx512(float *a, int32_t n, int32_t k)
             _mm512_mask_cmpge_epu32_mask(last, _mm512_maskz_loadu_epi32(last, key + i), vc));
         if (c >= k + 1) t = cand;
     }
-    const uint32_t bits = (t & 0x80000000u) ? t ^ 0x80000000u : ~t;
-    float v;
-    memcpy(&v, &bits, sizeof v);
-    return v;
+    return key_float(t);
 }
 
 /* Four compares make one 64-bit mask; a block with no hit costs no branch miss (most have

@@ -157,6 +157,11 @@ static void test_kth_matches_portable(void **state)
         fill(a, n, &s, 20);
         for (int32_t i = 0; i < n; i++)
             if (isnan(a[i])) a[i] = rep % 2 ? -0.0f : 0.0f; /* the contract has no NaN */
+        if (rep % 3 == 0) /* keys that share their top bits (a row's maxima), a few equal */
+            for (int32_t i = 0; i < n; i++)
+                a[i] = (rep % 2 ? -3.0f : 3.0f) + (float)(rng_next(&s) % 64) / 8192.0f;
+        if (rep % 7 == 0) /* all equal */
+            for (int32_t i = 0; i < n; i++) a[i] = a[0];
         memcpy(b, a, (size_t)n * sizeof *a);
         const int32_t k = (int32_t)(rng_next(&s) % (uint64_t)n);
         const float kw = w->kth(a, n, k), kp = p->kth(b, n, k);
