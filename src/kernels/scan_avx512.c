@@ -37,9 +37,9 @@ static inline float key_float(uint32_t k)
 }
 
 /* The (k+1)-th largest of a[0..n) (no NaN), bit by bit: the largest key t with at least k+1
- * keys >= t. A counting pass over a few vectors for each bit below those all keys share (the
- * answer shares them too; the maxima of a row mostly agree in sign, exponent and more),
- * without the unpredictable branches of a quickselect. a is turned into the keys first (the
+ * keys >= t. A counting pass over a few vectors for each bit in which the keys differ (a bit
+ * they all share is the answer's too: the maxima of a row mostly agree in sign, exponent and
+ * more), without the unpredictable branches of a quickselect. a is turned into the keys first (the
  * contract lets it be reordered, so it may be overwritten). */
 MS_AVX512 static float kth_avx512(float *a, int32_t n, int32_t k)
 {
@@ -56,9 +56,9 @@ MS_AVX512 static float kth_avx512(float *a, int32_t n, int32_t k)
     const uint32_t all1 = (uint32_t)_mm512_reduce_and_epi32(vand),
                    diff = all1 ^ (uint32_t)_mm512_reduce_or_epi32(vor);
     if (diff == 0) return key_float(all1); /* all equal */
-    const int top = 31 - __builtin_clz(diff);
-    uint32_t t = all1 & ~((2u << top) - 1u); /* 2u << 31 wraps to 0: nothing shared */
-    for (int b = top; b >= 0; b--) {
+    uint32_t t = all1 & ~diff; /* the bits every key has */
+    for (int b = 31 - __builtin_clz(diff); b >= 0; b--) {
+        if (!(diff >> b & 1)) continue; /* a bit no key differs in is the answer's too */
         const uint32_t cand = t | (1u << b);
         const __m512i vc = _mm512_set1_epi32((int)cand);
         int32_t c = 0, i = 0;
