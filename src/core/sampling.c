@@ -358,6 +358,38 @@ static void write_tops(const ms_generator *g, int32_t u, ms__worker *wk, user_ou
     }
 }
 
+/* Index of the Gumbel-max winner among A[0..n): max of w + g(seed, ctr, id), ties to the lower
+ * id, with w = v / T (0 for +inf tokens). Noise comes 16 tokens at a time, and the two logs are
+ * skipped for a token that provably cannot reach the best score bs so far: it would need
+ * E = -log(u) <= exp(w - bs) <= exp(wmax - bs) = c, while E >= 1 - u; so 1 - u > c rules it out
+ * (c carries a 1e-9 margin for the rounding of exp). */
+static size_t gumbel_argmax(const ms__cand *A, size_t n, double T, bool inf_mode, double wmax,
+                            uint64_t seed, uint64_t ctr)
+{
+    const ms__block_ops *ops = ms__block_ops_get();
+    int32_t ids[256];
+    double u[256];
+    size_t best = 0;
+    double bs = -INFINITY, c = INFINITY;
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        const int32_t m = n - i0 < 256 ? (int32_t)(n - i0) : 256;
+        for (int32_t j = 0; j < m; j++) ids[j] = A[i0 + (size_t)j].id;
+        ops->uniforms(seed, ctr, ids, m, u);
+        for (int32_t j = 0; j < m; j++) {
+            if (1.0 - u[j] > c) continue;
+            const size_t i = i0 + (size_t)j;
+            const double w = inf_mode ? 0.0 : (double)A[i].v / T;
+            const double sc = w + -log(-log(u[j]));
+            if (sc > bs || (sc == bs && A[i].id < A[best].id)) {
+                bs = sc;
+                best = i;
+                c = exp(wmax - bs) * (1.0 + 1e-9);
+            }
+        }
+    }
+    return best;
+}
+
 /* Final stage for one user from the gathered candidates. Returns true when it needs the
  * fallback round (fb->thr_v set). */
 static bool final_stage(ms_generator *g, int32_t u, uint64_t off, ms__worker *wk, user_out *o,
@@ -400,11 +432,7 @@ static bool final_stage(ms_generator *g, int32_t u, uint64_t off, ms__worker *wk
             return true;
         }
         ns = (int32_t)want;
-        double bs = -INFINITY;
-        for (int32_t i = 0; i < ns; i++) {
-            double sc = ms__gumbel(seed, ctr, m[i].id);
-            if (sc > bs || (sc == bs && m[i].id < m[best].id)) bs = sc, best = i;
-        }
+        best = (int32_t)gumbel_argmax(m, (size_t)ns, T, true, 0.0, seed, ctr);
     } else {
         ns = survivors_in_candidates(sp, m, n, safe, complete, &st);
         if (ns < 0) {
@@ -418,11 +446,8 @@ static bool final_stage(ms_generator *g, int32_t u, uint64_t off, ms__worker *wk
             if (pl->logprobs) write_tops(g, u, wk, o, m, n, -1, false, &st);
             return true;
         }
-        double bs = -INFINITY;
-        for (int32_t i = 0; i < ns; i++) {
-            double sc = (double)m[i].v / T + ms__gumbel(seed, ctr, m[i].id);
-            if (sc > bs || (sc == bs && m[i].id < m[best].id)) bs = sc, best = i;
-        }
+        /* m is in rank order: its first holds the largest w */
+        best = (int32_t)gumbel_argmax(m, (size_t)ns, T, false, (double)m[0].v / T, seed, ctr);
     }
     o->token = m[best].id;
     if (!pl->logprobs) return false;
@@ -481,38 +506,6 @@ static ms_status collect_survivors(ms_generator *g, const ms_logits *logits, int
     }
     *count = n;
     return MS_OK;
-}
-
-/* Index of the Gumbel-max winner among A[0..n): max of w + g(seed, ctr, id), ties to the lower
- * id, with w = v / T (0 for +inf tokens). Noise comes 16 tokens at a time, and the two logs are
- * skipped for a token that provably cannot reach the best score bs so far: it would need
- * E = -log(u) <= exp(w - bs) <= exp(wmax - bs) = c, while E >= 1 - u; so 1 - u > c rules it out
- * (c carries a 1e-9 margin for the rounding of exp). */
-static size_t gumbel_argmax(const ms__cand *A, size_t n, double T, bool inf_mode, double wmax,
-                            uint64_t seed, uint64_t ctr)
-{
-    const ms__block_ops *ops = ms__block_ops_get();
-    int32_t ids[256];
-    double u[256];
-    size_t best = 0;
-    double bs = -INFINITY, c = INFINITY;
-    for (size_t i0 = 0; i0 < n; i0 += 256) {
-        const int32_t m = n - i0 < 256 ? (int32_t)(n - i0) : 256;
-        for (int32_t j = 0; j < m; j++) ids[j] = A[i0 + (size_t)j].id;
-        ops->uniforms(seed, ctr, ids, m, u);
-        for (int32_t j = 0; j < m; j++) {
-            if (1.0 - u[j] > c) continue;
-            const size_t i = i0 + (size_t)j;
-            const double w = inf_mode ? 0.0 : (double)A[i].v / T;
-            const double sc = w + -log(-log(u[j]));
-            if (sc > bs || (sc == bs && A[i].id < A[best].id)) {
-                bs = sc;
-                best = i;
-                c = exp(wmax - bs) * (1.0 + 1e-9);
-            }
-        }
-    }
-    return best;
 }
 
 /* Finish user u on the full survivor set A (unsorted). */

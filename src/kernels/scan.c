@@ -548,9 +548,8 @@ __attribute__((destructor)) static void ms_phase_report(void)
 #define MS_PHASE_ROW() ((void)0)
 #endif
 
-/* v lowered to the nearest value whose low 12 bits of mantissa are those of the lowest value
- * of its binade and sign (v > -inf, not NaN): the order of floats is that of their keys, so
- * clearing the low bits of a positive one, or setting those of a negative one, lowers it. */
+/* The largest float <= v whose order key ends in 12 zero bits (v > -inf, not NaN): a positive
+ * v loses its low 12 bits of mantissa, a negative one has them all set (a larger magnitude). */
 static inline float key_floor(float v)
 {
     const uint32_t low = (1u << 12) - 1u;
