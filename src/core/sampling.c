@@ -280,14 +280,20 @@ static int32_t survivors_in_candidates(const ms_slot_params *sp, const ms__cand 
     }
     if (sp->top_p >= 1.0f) return beyond ? -1 : nk;
     const double p = sp->top_p;
-    if (!beyond) {
+    if (!beyond) { /* the first terms kept for the running sum: the same values, once */
+        enum { KEPT = 256 };
+        double e[KEPT];
         double z = 0.0;
-        for (int32_t i = 0; i < nk; i++) z += exp((double)m[i].v / T - wmax);
+        for (int32_t i = 0; i < nk; i++) {
+            const double x = exp((double)m[i].v / T - wmax);
+            if (i < KEPT) e[i] = x;
+            z += x;
+        }
         double cum = 0.0;
         int32_t i = 0;
         for (; i < nk; i++) {
             if (i > 0 && cum >= p * z) break;
-            cum += exp((double)m[i].v / T - wmax);
+            cum += i < KEPT ? e[i] : exp((double)m[i].v / T - wmax);
         }
         return i;
     }
