@@ -138,28 +138,33 @@ MS_AVX512 static void ranks_avx512(const uint64_t *key, int32_t n, int32_t *pos)
     }
 }
 
-/* 2^t: t = n + f with |f| <= 1/2, 2^f by a degree-5 Chebyshev fit (relative error < 1.1e-7 on
- * [-1/2, 1/2]), scaled by 2^n exactly (scalef gives 0 far below, no clamp needed). */
+/* 2^t: t = floor(t) + f, f in [0, 1) by vreduceps, 2^f by a degree-5 fit of least relative
+ * error (1.7e-7 with float rounding), scaled by 2^floor(t) exactly by scalef, which floors t
+ * itself: three operations besides the polynomial. scalef gives 0 far below; t = -inf gives
+ * f = 0 and so 0; t = NaN gives NaN. */
 MS_AVX512 static inline __m512 exp2_avx512(__m512 t)
 {
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(t, n);
-    __m512 p = _mm512_set1_ps(0.0013400432653725147f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.009676037356257439f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05550327152013779f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2402210682630539f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931471824645996f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001192092896f));
-    return _mm512_scalef_ps(p, n);
+    const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_set1_ps(0.0018775741336867213f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.008989342488348484f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05582632124423981f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24015361070632935f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931530833244324f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999999403953552f));
+    return _mm512_scalef_ps(p, t);
 }
 
-/* One step of the exp sum. max(t, -200) maps NaN (max returns its second operand) and -inf
- * to 2^-200, which scalef flushes to 0: such lanes add nothing, without a mask. */
+/* One step of the exp sum. max(t, -200) maps NaN (max returns its second operand) to 2^-200,
+ * which scalef flushes to 0: such lanes add nothing, without a mask. */
 #define MS_SUMEXP_STEP(acc, xv)                                                                   \
     do {                                                                                          \
         const __m512 t_ = _mm512_max_ps(_mm512_fmadd_ps((xv), c, nmc), lo);                      \
         acc = _mm512_add_ps(acc, exp2_avx512(t_));                                                \
     } while (0)
+/* The same without the clamp, for data that holds no NaN (-inf adds 0 as it is): a NaN turns
+ * the sum into NaN, which the caller checks. */
+#define MS_SUMEXP_STEP_NOCLAMP(acc, xv)                                                           \
+    acc = _mm512_add_ps(acc, exp2_avx512(_mm512_fmadd_ps((xv), c, nmc)))
 
 /* Float lanes of an exp sum added into double lanes (the float ones hold at most 2048 terms). */
 MS_AVX512 static inline __m512d add_lanes(__m512d d, __m512 s)
@@ -225,26 +230,28 @@ MS_AVX512 static double sumexp_avx512(const float *x, int32_t n, float m, float 
 
 /* Two vectors' exps into accumulators: (a0, a1) at scale 1 against (c1, n1) and, when two,
  * (b0, b1) at inv_t against (c2, n2). */
-#define EXP_PAIR(xa, xb, a0, a1, b0, b1)                                                          \
+#define EXP_PAIR_WITH(STEP, xa, xb, a0, a1, b0, b1)                                               \
     do {                                                                                          \
         const __m512 x0 = (xa), x1 = (xb);                                                        \
         {                                                                                         \
             const __m512 c = c1, nmc = n1;                                                        \
-            MS_SUMEXP_STEP(a0, x0);                                                               \
-            MS_SUMEXP_STEP(a1, x1);                                                               \
+            STEP(a0, x0);                                                                         \
+            STEP(a1, x1);                                                                         \
         }                                                                                         \
         if (two) {                                                                                \
             const __m512 c = c2, nmc = n2;                                                        \
-            MS_SUMEXP_STEP(b0, x0);                                                               \
-            MS_SUMEXP_STEP(b1, x1);                                                               \
+            STEP(b0, x0);                                                                         \
+            STEP(b1, x1);                                                                         \
         }                                                                                         \
     } while (0)
+#define EXP_PAIR(xa, xb, a0, a1, b0, b1) EXP_PAIR_WITH(MS_SUMEXP_STEP, xa, xb, a0, a1, b0, b1)
 
 /* Passes A and C, one sub-block at a time, each vector loaded once for its maximum and its exps.
  * The exps run against the maximum so far, before the sub-block's own is known; a sub-block
  * that raises it by a few tens is summed as it stands (its terms exceed 1, which floats hold)
- * and then rescaled with the rest. A larger jump, or no maximum yet, takes a second sweep of
- * the sub-block from L1. The hardware prefetcher streams the row. */
+ * and then rescaled with the rest. A larger jump, no maximum yet, or a NaN in a whole
+ * sub-block (whose exps run without the clamp that takes NaN out) takes a second sweep of the
+ * sub-block from L1. The hardware prefetcher streams the row. */
 MS_AVX512 static inline __attribute__((always_inline)) float
 max_sum_body(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, float *bm,
              ms__lse *st, double inv_t, const bool two)
@@ -280,12 +287,12 @@ max_sum_body(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, flo
             for (int32_t v = nv; v < MS_SUB / 16; v++) k[v] = 0; /* past the row's end */
         }
         /* max(x, acc) returns acc when x is NaN: NaN logits count as -inf */
-        if (fused && plain) {
+        if (fused && plain) { /* unclamped: a NaN shows in the sums, and the block is redone */
             for (int32_t i = a; i < a + MS_SUB; i += 32) {
                 const __m512 xa = _mm512_loadu_ps(x + i), xb = _mm512_loadu_ps(x + i + 16);
                 m0 = _mm512_max_ps(xa, m0);
                 m1 = _mm512_max_ps(xb, m1);
-                EXP_PAIR(xa, xb, e0, e1, f0, f1);
+                EXP_PAIR_WITH(MS_SUMEXP_STEP_NOCLAMP, xa, xb, e0, e1, f0, f1);
             }
         } else if (fused) {
             for (int32_t v = 0; v < nv; v += 2) { /* k[nv] is 0 when nv is odd */
@@ -321,7 +328,9 @@ max_sum_body(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, flo
             continue;
         }
         /* the sub-block's exps as summed, unless the maximum rose past what they can hold */
-        const bool keep = fused && !((double)b - (double)st->max > rise_cap);
+        const __m512 ef = _mm512_add_ps(_mm512_add_ps(e0, e1), _mm512_add_ps(f0, f1));
+        const bool keep = fused && !((double)b - (double)st->max > rise_cap) &&
+                          !_mm512_cmp_ps_mask(ef, ef, _CMP_UNORD_Q);
         if (keep) {
             s0 = _mm512_add_ps(s0, e0);
             s1 = _mm512_add_ps(s1, e1);
@@ -373,6 +382,7 @@ max_sum_body(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, flo
     return _mm512_reduce_max_ps(all);
 }
 #undef EXP_PAIR
+#undef EXP_PAIR_WITH
 
 /* The body twice, with and without the second sum, so that its loops test nothing. */
 MS_AVX512 static float max_sum_avx512(const float *x, int32_t n, const int32_t *skip,

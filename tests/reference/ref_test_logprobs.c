@@ -3,7 +3,7 @@
  *
  * Tolerance, |library - model| <= LP_ABS + LP_REL * |model|, with
  *   LP_ABS = 4e-6: the library sums exp in float blocks (then double) with a polynomial exp of
- *     ~1e-7 relative error. Terms are positive, so a float block of b terms errs by at most
+ *     ~2e-7 relative error. Terms are positive, so a float block of b terms errs by at most
  *     (b - 1) 2^-24 relative (b <= 64 gives 3.8e-6, a random-walk typical ~5e-7), and a relative
  *     error e of the sum is an absolute error e of log(sum). The exp argument (x - max) formed in
  *     float adds at most half an ulp of |x - max| per term, also a relative error of the term.
