@@ -294,13 +294,13 @@ max_sum_body(const float *x, int32_t n, const int32_t *skip, int32_t n_skip, flo
                 m1 = _mm512_max_ps(xb, m1);
                 EXP_PAIR_WITH(MS_SUMEXP_STEP_NOCLAMP, xa, xb, e0, e1, f0, f1);
             }
-        } else if (fused) {
+        } else if (fused) { /* lanes masked off read -inf, which adds 0 unclamped too */
             for (int32_t v = 0; v < nv; v += 2) { /* k[nv] is 0 when nv is odd */
                 const __m512 xa = _mm512_mask_loadu_ps(ninf, k[v], x + a + 16 * v),
                              xb = _mm512_mask_loadu_ps(ninf, k[v + 1], x + a + 16 * v + 16);
                 m0 = _mm512_max_ps(xa, m0);
                 m1 = _mm512_max_ps(xb, m1);
-                EXP_PAIR(xa, xb, e0, e1, f0, f1);
+                EXP_PAIR_WITH(MS_SUMEXP_STEP_NOCLAMP, xa, xb, e0, e1, f0, f1);
             }
         } else if (plain) {
             for (int32_t i = a; i < a + MS_SUB; i += 64) {
