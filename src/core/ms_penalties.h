@@ -35,8 +35,6 @@ void ms__history_range(const ms__history *h, int32_t lo, int32_t hi, int32_t *fi
 /* Deep copy (dst is cleared first). */
 ms_status ms__history_copy(ms__history *dst, const ms__history *src);
 
-/* z' of one history token, in float arithmetic (DESIGN 2.1; the reference tests rely on the
- * exact operation order). */
 /* a when c, else b, through the bits: the compiler keeps it free of branches (as a float
  * ternary it made a branch, and both conditions below are unpredictable per token) */
 static inline float ms__select(bool c, float a, float b)
@@ -50,21 +48,31 @@ static inline float ms__select(bool c, float a, float b)
     return f;
 }
 
-static inline float ms__penalize(float z, const ms__hist_entry *h, const ms_slot_params *p,
-                                 ms_penalty_order order)
+/* z' of a history token generated `count` times, in float arithmetic (DESIGN 2.1; the reference
+ * tests rely on the exact operation order), with repetition, frequency and presence penalties
+ * r, fp and pp: the parameters come loose so that a loop over tokens keeps them in registers. */
+static inline float ms__penalize_count(float z, int32_t count, float r, float fp, float pp,
+                                       ms_penalty_order order)
 {
-    const float r = p->repetition_penalty;
-    const bool seen = h->count > 0;
+    const bool seen = count > 0;
     if (order == MS_PENALTY_ORDER_OPENAI) {
         z = ms__select(z > 0.0f, z / r, z * r);
-        z = z - p->frequency_penalty * (float)h->count;
-        z = ms__select(seen, z - p->presence_penalty, z);
+        z = z - fp * (float)count;
+        z = ms__select(seen, z - pp, z);
     } else {
-        z = ms__select(seen, z - p->presence_penalty, z);
-        z = z - p->frequency_penalty * (float)h->count;
+        z = ms__select(seen, z - pp, z);
+        z = z - fp * (float)count;
         z = ms__select(z > 0.0f, z / r, z * r);
     }
     return ms__select(z != z, -INFINITY, z);
+}
+
+/* The same for a history entry under a slot's parameters. */
+static inline float ms__penalize(float z, const ms__hist_entry *h, const ms_slot_params *p,
+                                 ms_penalty_order order)
+{
+    return ms__penalize_count(z, h->count, p->repetition_penalty, p->frequency_penalty,
+                              p->presence_penalty, order);
 }
 
 #endif

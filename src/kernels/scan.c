@@ -3,6 +3,10 @@
 #include "common/ms_rng.h"
 #include "kernels/ms_kernels.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 void ms__lse_merge(ms__lse *a, const ms__lse *b, double inv_t)
 {
     a->ninf += b->ninf;
@@ -560,6 +564,43 @@ static inline float key_floor(float v)
     return v;
 }
 
+/* zp[h] = z' of the job's history token h, whose raw logit is z[h]. Four at a time where SSE2
+ * is (every x86-64): the same IEEE operations in the same order as ms__penalize_count, so the
+ * same bits, without its moves between float and integer registers (20 cycles a token). */
+static void penalize_all(const ms__scan_job *job, const float *z, float *zp)
+{
+    const float r = job->sp->repetition_penalty, fp = job->sp->frequency_penalty,
+                pp = job->sp->presence_penalty;
+    const bool openai = job->order == MS_PENALTY_ORDER_OPENAI;
+    const ms__hist_entry *e = job->hist;
+    int32_t h = 0;
+#if defined(__SSE2__)
+    const __m128 vr = _mm_set1_ps(r), vfp = _mm_set1_ps(fp), vpp = _mm_set1_ps(pp),
+                 zero = _mm_setzero_ps(), ninf = _mm_set1_ps(-INFINITY);
+#define SEL(m, a, b) _mm_or_ps(_mm_and_ps((m), (a)), _mm_andnot_ps((m), (b)))
+    for (; h + 4 <= job->n_hist; h += 4) {
+        const __m128i cnt = _mm_setr_epi32(e[h].count, e[h + 1].count, e[h + 2].count,
+                                           e[h + 3].count);
+        const __m128 seen = _mm_castsi128_ps(_mm_cmpgt_epi32(cnt, _mm_setzero_si128()));
+        const __m128 freq = _mm_mul_ps(vfp, _mm_cvtepi32_ps(cnt));
+        __m128 v = _mm_loadu_ps(z + h);
+        if (openai) {
+            v = SEL(_mm_cmpgt_ps(v, zero), _mm_div_ps(v, vr), _mm_mul_ps(v, vr));
+            v = _mm_sub_ps(v, freq);
+            v = SEL(seen, _mm_sub_ps(v, vpp), v);
+        } else {
+            v = SEL(seen, _mm_sub_ps(v, vpp), v);
+            v = _mm_sub_ps(v, freq);
+            v = SEL(_mm_cmpgt_ps(v, zero), _mm_div_ps(v, vr), _mm_mul_ps(v, vr));
+        }
+        _mm_storeu_ps(zp + h, SEL(_mm_cmpunord_ps(v, v), ninf, v));
+    }
+#undef SEL
+#endif
+    for (; h < job->n_hist; h++)
+        zp[h] = ms__penalize_count(z[h], e[h].count, r, fp, pp, job->order);
+}
+
 /* A small shard (fewer real sub-blocks than K): all its real tokens outside the history go to
  * tmp (fewer than K sub-blocks of them: tmp has the room), appended without a branch. */
 static int32_t collect_all(const ms__block_ops *ops, const ms__scan_job *job, scan_scratch *sc,
@@ -677,15 +718,21 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     if (nh > 0) {
         /* with K candidates already, a history token below the last of them cannot get in */
         const float low = nt == job->K ? cand[nt - 1].v : -INFINITY;
-        /* z' first, without a branch; then the few tokens that enter a list, by branches
-         * that are nearly always not taken */
-        for (int32_t h = 0; h < nh; h++)
-            sc.hzp[h] = ms__penalize(sc.hz[h], &job->hist[h], job->sp, job->order);
+        /* z' first, without a branch; then the few tokens that enter a list, by a branch that
+         * is nearly always not taken */
+        penalize_all(job, sc.hz, sc.hzp);
         int32_t nc = 0;
+        /* the raw value a history token needs to enter the raw top-n (+inf: no such list) */
+        const int32_t nrw = job->n_raw;
+        float rlow = nrw == 0 ? INFINITY : nr == nrw ? res->raw[nrw - 1].raw : -INFINITY;
         for (int32_t h = 0; h < nh; h++) {
+            if (!(sc.hzp[h] >= low) && !(sc.hz[h] >= rlow)) continue; /* most of them */
             const ms__cand c = {sc.hzp[h], sc.hz[h], job->hist[h].id};
             if (c.v > -INFINITY && c.v >= low) sc.hcand[nc++] = c;
-            if (job->n_raw > 0 && c.raw > -INFINITY) raw_top_offer(res->raw, &nr, job->n_raw, &c);
+            if (nrw > 0 && c.raw > -INFINITY) {
+                raw_top_offer(res->raw, &nr, nrw, &c);
+                rlow = nr == nrw ? res->raw[nrw - 1].raw : -INFINITY;
+            }
         }
         if (nc > 0) { /* the two lists merged in rank order, the first K kept */
             nc = keep_best(ops, sc.sel, sc.hcand, nc, job->K, NULL);
