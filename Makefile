@@ -2,10 +2,11 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+PROF_BUILD ?= build-prof
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build demo test test-asan test-tsan clean
+.PHONY: all deps configure build demo test test-asan test-tsan profile-check clean
 
 all: build
 
@@ -44,5 +45,12 @@ test-tsan: deps
 	  TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=1" MS_TEST_SCALE=sanitizer \
 	  ctest --output-on-failure -j $(JOBS) -L "unit|trace|invariance|cli" -LE mpi $(CTEST_ARGS)
 
+# The phase-profile tuning build (bench/README.md) still builds and still reports its phases.
+profile-check: deps
+	cmake -S . -B $(PROF_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSAMPLE_PROFILE_SCAN=ON
+	cmake --build $(PROF_BUILD) -j $(JOBS) --target meshsample_cli
+	./$(PROF_BUILD)/meshsample bench --batch 4 --vocab 8192 --mesh 1x2 --threads 2 --penalties \
+	  --logprobs 2 --steps 5 2>&1 | grep "scan phases, ns a row"
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(PROF_BUILD)
