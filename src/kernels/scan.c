@@ -114,6 +114,14 @@ MS__DEFINE_SORT(sort_keys, rank_key, MS__KEY_BEFORE)
  * quicksort's branches cost more at that size. */
 enum { MS_SORT_CAP = 512, MS_SORT_RANKED = 64 };
 
+/* pos[i] = the place of src[i] in rank order, for n <= MS_SORT_RANKED. */
+static void rank_places(const ms__cand *src, int32_t n, int32_t *pos)
+{
+    uint64_t key[MS_SORT_RANKED] = {0}; /* 512 bytes, cleared so no reader sees garbage */
+    for (int32_t i = 0; i < n; i++) key[i] = rank_key_of(&src[i]);
+    ms__block_ops_get()->ranks(key, n, pos);
+}
+
 void ms__cand_sort_rank_to(ms__cand *restrict dst, const ms__cand *restrict src, size_t n)
 {
     if (n > MS_SORT_RANKED) {
@@ -121,10 +129,8 @@ void ms__cand_sort_rank_to(ms__cand *restrict dst, const ms__cand *restrict src,
         ms__cand_sort_rank(dst, n);
         return;
     }
-    uint64_t key[MS_SORT_RANKED] = {0}; /* 512 bytes, cleared so no reader sees garbage */
     int32_t pos[MS_SORT_RANKED];
-    for (size_t i = 0; i < n; i++) key[i] = rank_key_of(&src[i]);
-    ms__block_ops_get()->ranks(key, (int32_t)n, pos);
+    rank_places(src, (int32_t)n, pos);
     for (size_t i = 0; i < n; i++) dst[pos[i]] = src[i];
 }
 
@@ -132,11 +138,9 @@ void ms__cand_sort_rank_to(ms__cand *restrict dst, const ms__cand *restrict src,
 static void cand_first_rank_to(ms__cand *restrict dst, const ms__cand *restrict src, int32_t n,
                                int32_t k)
 {
-    uint64_t key[MS_SORT_RANKED] = {0};
     int32_t pos[MS_SORT_RANKED];
     ms__cand all[MS_SORT_RANKED];
-    for (int32_t i = 0; i < n; i++) key[i] = rank_key_of(&src[i]);
-    ms__block_ops_get()->ranks(key, n, pos);
+    rank_places(src, n, pos);
     for (int32_t i = 0; i < n; i++) all[pos[i]] = src[i];
     memcpy(dst, all, (size_t)(k < n ? k : n) * sizeof *dst);
 }
@@ -481,6 +485,12 @@ static int32_t merge_rank(ms__cand *restrict dst, int32_t cap, const ms__cand *a
     return w;
 }
 
+/* Whether position i of the row holds a history token (the bit set is filled when any does). */
+static inline bool is_hist(const scan_scratch *sc, int32_t n_hist, int32_t i)
+{
+    return n_hist > 0 && (sc->hbit[i / 64] >> (i % 64) & 1);
+}
+
 /* Pass B's collection: the tokens above *thr in the sub-blocks list[0..nl) (in column order),
  * outside the history (those are offered later with their penalised values; a bit set says
  * which, without the branches of a walk along their list), into tmp from
@@ -501,7 +511,7 @@ static int32_t collect(const ms__block_ops *ops, const ms__scan_job *job, scan_s
         }
         for (int32_t k = 0; k < c; k++) {
             const int32_t i = sc->idx[k];
-            if (job->n_hist > 0 && (sc->hbit[i / 64] >> (i % 64) & 1)) continue;
+            if (is_hist(sc, job->n_hist, i)) continue;
             const float v = ms__load(job->row, job->dtype, i);
             if (!(v > *thr)) continue; /* *thr rose meanwhile */
             if (nt == sc->ntmp) nt = keep_best(ops, sc->sel, sc->tmp, nt, job->K, thr);
@@ -606,18 +616,14 @@ static void penalize_all(const ms__scan_job *job, const float *z, float *zp)
 static int32_t collect_all(const ms__block_ops *ops, const ms__scan_job *job, scan_scratch *sc,
                            int32_t nsb)
 {
-    int32_t nt = 0, hs = 0;
-    const int32_t nh = job->n_hist;
+    int32_t nt = 0;
     for (int32_t j = 0; j < nsb; j++) {
         const int32_t a = j * MS_SUB, len = job->width - a < MS_SUB ? job->width - a : MS_SUB;
-        while (hs < nh && sc->hpos[hs] < a) hs++;
         if (sc->bm[j] == -INFINITY) continue;
         const float *x = row_floats(ops, job, sc->buf, a, len);
         for (int32_t i = 0; i < len; i++) {
-            const int32_t hist = hs < nh && sc->hpos[hs] == a + i;
-            hs += hist;
             sc->tmp[nt] = (ms__cand){x[i], x[i], job->id_base + a + i};
-            nt += (x[i] > -INFINITY) & !hist;
+            nt += (x[i] > -INFINITY) & !is_hist(sc, job->n_hist, a + i);
         }
     }
     return nt;
@@ -632,7 +638,7 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     const int32_t width = job->width, nh = job->n_hist;
     const int32_t nsb = (width + MS_SUB - 1) / MS_SUB;
     for (int32_t h = 0; h < nh; h++) sc.hpos[h] = job->hist[h].id - job->id_base;
-    if (nh > 0) { /* pass B asks of each token it finds whether it is a history token */
+    if (nh > 0) { /* pass B (and the rarer paths) ask of a token whether it is in the history */
         memset(sc.hbit, 0, ((size_t)width / 64 + 1) * sizeof *sc.hbit);
         for (int32_t h = 0; h < nh; h++) sc.hbit[sc.hpos[h] / 64] |= 1ull << (sc.hpos[h] % 64);
     }
@@ -665,15 +671,12 @@ void ms__scan_row(const ms__scan_job *job, ms__scan_result *res, void *scratch)
     /* +inf tokens are always counted: they alone carry the mass, and the draw needs how many. */
     if (m == INFINITY) {
         seg = ms__lse_empty();
-        int32_t hs = 0;
         for (int32_t j = 0; j < nsb; j++) {
             if (sc.bm[j] != INFINITY) continue;
             const int32_t a = j * MS_SUB, len = width - a < MS_SUB ? width - a : MS_SUB;
             const float *x = row_floats(ops, job, sc.buf, a, len);
-            for (int32_t i = 0; i < len; i++) {
-                while (hs < nh && sc.hpos[hs] < a + i) hs++;
-                seg.ninf += x[i] == INFINITY && !(hs < nh && sc.hpos[hs] == a + i);
-            }
+            for (int32_t i = 0; i < len; i++)
+                seg.ninf += x[i] == INFINITY && !is_hist(&sc, nh, a + i);
         }
     }
 
